@@ -1,0 +1,61 @@
+# grpc-forksafe: build, test, demo and benchmarks.
+# `make` builds the shim; `make test`, `make demo` and `make bench` install any
+# missing Debian packages first (scripts/ensure-deps).
+
+BUILD    ?= build
+CC       ?= cc
+CXX      ?= g++
+VERSION  := 0.1.0
+
+WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+CFLAGS   ?= -O2 -g
+SHIM_CFLAGS := $(CFLAGS) $(WARN) -std=gnu11 -fPIC -fvisibility=hidden -D_GNU_SOURCE \
+               -DFORKSAFE_VERSION='"$(VERSION)"' $(shell pkg-config --cflags libbsd-overlay grpc 2>/dev/null)
+SHIM_LDLIBS := -lbsd -ldl -lpthread
+
+SHIM_SRCS := $(wildcard shim/*.c)
+SHIM_OBJS := $(SHIM_SRCS:shim/%.c=$(BUILD)/shim/%.o)
+SHIM      := $(BUILD)/libgrpc_forksafe.so
+
+# Programs built from proto/ (tests, demo, benchmarks) share these.
+GRPCXX_CFLAGS := -O2 -g -std=c++17 -Wall -I$(BUILD)/gen $(shell pkg-config --cflags grpc++ protobuf 2>/dev/null)
+GRPCXX_LIBS   := $(shell pkg-config --libs grpc++ protobuf 2>/dev/null) -lpthread
+ECHO_OBJS     := $(BUILD)/gen/echo.pb.o $(BUILD)/gen/echo.grpc.pb.o
+
+.PHONY: all deps test test-unit demo bench clean
+all: $(SHIM)
+
+deps:
+	@scripts/ensure-deps build
+
+$(BUILD)/shim/%.o: shim/%.c $(wildcard shim/*.h) Makefile
+	@mkdir -p $(@D)
+	$(CC) $(SHIM_CFLAGS) -c $< -o $@
+
+$(SHIM): $(SHIM_OBJS) shim/exports.map
+	$(CC) -shared -Wl,--version-script=shim/exports.map -Wl,-z,now -Wl,-z,relro \
+	      -o $@ $(SHIM_OBJS) $(SHIM_LDLIBS)
+
+$(BUILD)/gen/echo.pb.cc $(BUILD)/gen/echo.pb.h $(BUILD)/gen/echo.grpc.pb.cc $(BUILD)/gen/echo.grpc.pb.h &: proto/echo.proto
+	@mkdir -p $(@D)
+	protoc -Iproto --cpp_out=$(BUILD)/gen --grpc_out=$(BUILD)/gen \
+	       --plugin=protoc-gen-grpc=$$(command -v grpc_cpp_plugin) $<
+
+$(BUILD)/gen/%.o: $(BUILD)/gen/%.cc $(BUILD)/gen/echo.pb.h $(BUILD)/gen/echo.grpc.pb.h
+	$(CXX) $(GRPCXX_CFLAGS) -c $< -o $@
+
+include tests/unit/unit.mk
+include tests/integration/integration.mk
+include demo/demo.mk
+include bench/bench.mk
+
+# Everything `make test` runs; .ci/run calls exactly this.
+test:
+	@scripts/ensure-deps test
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory test-unit
+	@$(MAKE) --no-print-directory test-integration
+	@$(MAKE) --no-print-directory test-valgrind
+
+clean:
+	rm -rf $(BUILD)
