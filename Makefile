@@ -10,11 +10,11 @@ VERSION  := 0.1.0
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 CFLAGS   ?= -O2 -g
 SHIM_CFLAGS := $(CFLAGS) $(WARN) -std=gnu11 -fPIC -fvisibility=hidden -D_GNU_SOURCE \
-               -DFORKSAFE_VERSION='"$(VERSION)"' $(shell pkg-config --cflags libbsd-overlay grpc 2>/dev/null)
+               -DFORKSAFE_VERSION='"$(VERSION)"' $(shell pkg-config --cflags grpc 2>/dev/null)
 SHIM_LDLIBS := -lbsd -ldl -lpthread
 
-SHIM_SRCS := $(wildcard shim/*.c)
-SHIM_OBJS := $(SHIM_SRCS:shim/%.c=$(BUILD)/shim/%.o)
+SHIM_SRCS := $(wildcard shim/*.c) $(wildcard shim/*.S)
+SHIM_OBJS := $(patsubst shim/%,$(BUILD)/shim/%.o,$(basename $(SHIM_SRCS)))
 SHIM      := $(BUILD)/libgrpc_forksafe.so
 
 # Programs built from proto/ (tests, demo, benchmarks) share these.
@@ -31,6 +31,10 @@ deps:
 $(BUILD)/shim/%.o: shim/%.c $(wildcard shim/*.h) Makefile
 	@mkdir -p $(@D)
 	$(CC) $(SHIM_CFLAGS) -c $< -o $@
+
+$(BUILD)/shim/%.o: shim/%.S Makefile
+	@mkdir -p $(@D)
+	$(CC) -c $< -o $@
 
 $(SHIM): $(SHIM_OBJS) shim/exports.map
 	$(CC) -shared -Wl,--version-script=shim/exports.map -Wl,-z,now -Wl,-z,relro \

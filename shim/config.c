@@ -1,0 +1,103 @@
+#include "config.h"
+
+#include <bsd/stdlib.h>
+#include <ctype.h>
+#include <stdio.h>
+#include <strings.h>
+
+#include "log.h"
+
+struct fs_config fs_cfg = { .mode = FS_MODE_RECONNECT, .log_level = FS_WARN };
+
+static const struct fs_choice mode_choices[] = {
+	{ "reconnect", FS_MODE_RECONNECT },
+	{ "off", FS_MODE_OFF },
+	{ NULL, 0 },
+};
+
+static const struct fs_choice level_choices[] = {
+	{ "error", FS_ERROR }, { "warn", FS_WARN }, { "info", FS_INFO }, { "debug", FS_DEBUG }, { NULL, 0 },
+};
+
+void fs_config_defaults(struct fs_config *cfg)
+{
+	cfg->mode = FS_MODE_RECONNECT;
+	cfg->log_level = FS_WARN;
+	cfg->allow_untested = false;
+}
+
+static const char *choice_name(const struct fs_choice *choices, int value)
+{
+	for (; choices->name != NULL; choices++)
+		if (choices->value == value)
+			return choices->name;
+	return "?";
+}
+
+int fs_parse_choice(const char *var, const char *text, const struct fs_choice *choices, int def)
+{
+	char accepted[128];
+	size_t used = 0;
+	const struct fs_choice *c;
+
+	for (c = choices; c->name != NULL; c++)
+		if (strcasecmp(text, c->name) == 0)
+			return c->value;
+	accepted[0] = '\0';
+	for (c = choices; c->name != NULL && used < sizeof(accepted); c++) {
+		int n = snprintf(accepted + used, sizeof(accepted) - used, "%s%s", c == choices ? "" : ", ",
+				 c->name);
+		used += n > 0 ? (size_t)n : 0;
+	}
+	fs_log(FS_WARN, "%s=\"%s\" is not valid (accepted: %s); using %s", var, text, accepted,
+	       choice_name(choices, def));
+	return def;
+}
+
+long long fs_parse_number(const char *var, const char *text, long long min, long long max, long long def)
+{
+	const char *why = NULL;
+	long long v = strtonum(text, min, max, &why);
+
+	if (why == NULL)
+		return v;
+	fs_log(FS_WARN, "%s=\"%s\" is %s (accepted: a whole number from %lld to %lld); using %lld", var, text,
+	       why, min, max, def);
+	return def;
+}
+
+bool fs_parse_bool(const char *var, const char *text, bool def)
+{
+	static const char *const yes[] = { "1", "yes", "true", "on" };
+	static const char *const no[] = { "0", "no", "false", "off" };
+
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+		if (strcasecmp(text, yes[i]) == 0)
+			return true;
+		if (strcasecmp(text, no[i]) == 0)
+			return false;
+	}
+	fs_log(FS_WARN, "%s=\"%s\" is not valid (accepted: 1, yes, true, on, 0, no, false, off); using %s", var,
+	       text, def ? "1" : "0");
+	return def;
+}
+
+void fs_config_load(struct fs_config *cfg, fs_getenv_fn get)
+{
+	const char *v;
+
+	fs_config_defaults(cfg);
+	/* The level first, so that a bad value of any other setting is reported at it. */
+	if ((v = get("GRPC_FORKSAFE_LOG")) != NULL && *v != '\0') {
+		/* A level by name, or by number as in syslog-style tools (0 error ... 3 debug). */
+		if (isdigit((unsigned char)*v))
+			cfg->log_level = (int)fs_parse_number("GRPC_FORKSAFE_LOG", v, FS_ERROR, FS_DEBUG, FS_WARN);
+		else
+			cfg->log_level = fs_parse_choice("GRPC_FORKSAFE_LOG", v, level_choices, FS_WARN);
+	}
+	fs_log_level = cfg->log_level;
+	if ((v = get("GRPC_FORKSAFE_MODE")) != NULL && *v != '\0')
+		cfg->mode = fs_parse_choice("GRPC_FORKSAFE_MODE", v, mode_choices, FS_MODE_RECONNECT);
+	if ((v = get("GRPC_FORKSAFE_ALLOW_UNTESTED")) != NULL && *v != '\0')
+		cfg->allow_untested = fs_parse_bool("GRPC_FORKSAFE_ALLOW_UNTESTED", v, false);
+}

@@ -1,0 +1,38 @@
+/* The GRPC_FORKSAFE_* settings, parsed strictly: a bad value is reported in one
+ * line naming the variable and what it accepts, and the default is used. */
+#ifndef FORKSAFE_CONFIG_H
+#define FORKSAFE_CONFIG_H
+
+#include <stdbool.h>
+
+enum fs_mode {
+	FS_MODE_OFF,       /* pure pass-through */
+	FS_MODE_RECONNECT, /* inherited channels are redirected to replacements */
+};
+
+struct fs_config {
+	enum fs_mode mode;
+	int log_level;       /* enum fs_level */
+	bool allow_untested; /* act on a gRPC core version the shim was not tested with */
+};
+
+/* How settings are read: secure_getenv in the shim, a table in the tests. */
+typedef char *(*fs_getenv_fn)(const char *name);
+
+void fs_config_defaults(struct fs_config *cfg);
+/* Reads every setting; reports bad values through the log (so the level is read first). */
+void fs_config_load(struct fs_config *cfg, fs_getenv_fn get);
+
+struct fs_choice {
+	const char *name;
+	int value;
+};
+
+/* Each returns the parsed value, or `def` after logging one warning. */
+int fs_parse_choice(const char *var, const char *text, const struct fs_choice *choices, int def);
+long long fs_parse_number(const char *var, const char *text, long long min, long long max, long long def);
+bool fs_parse_bool(const char *var, const char *text, bool def);
+
+extern struct fs_config fs_cfg;
+
+#endif

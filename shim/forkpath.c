@@ -1,0 +1,196 @@
+/*
+ * The fork path, step by step:
+ *   prepare  1. take the fork lock: one fork at a time through the shim
+ *            2. stop the EventEngine's threads (forkables.c)
+ *            3. core's grpc_prefork (may run gRPC code that calls the hooks)
+ *            4. take the forkable registry, channel table and fd registry locks
+ *   parent   release 4, core's postfork_parent, restart 2, release 1
+ *   child    re-make every lock, count the generation, neutralise inherited
+ *            gRPC fds, then core's postfork_child, restart 2
+ * That is also the one lock order: fork lock, then (no shim lock held while
+ * gRPC's own handlers run) forkables, channel table, fd registry. The shim
+ * never holds its table or registry locks while it calls into gRPC, so core's
+ * prefork cannot end up waiting on one of them.
+ *
+ * Nothing here allocates: the parent's step only unlocks, and the child's works
+ * on memory that already exists (entries are re-marked, never created).
+ */
+#include "forkpath.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "chantab.h"
+#include "config.h"
+#include "fdreg.h"
+#include "forkables.h"
+#include "grpclib.h"
+#include "log.h"
+
+unsigned fs_generation;
+
+static pthread_mutex_t fork_lock = PTHREAD_MUTEX_INITIALIZER;
+
+enum core_outcome {
+	CORE_NOT_IN_USE, /* gRPC not loaded, not initialised, or passed through */
+	CORE_RAN,
+	CORE_SKIPPED_BUSY,
+	CORE_DISABLED,
+	CORE_NO_POLLER_SUPPORT,
+};
+
+/* One fork in flight per thread; what the parent's log line needs. */
+struct fork_record {
+	bool active;
+	bool in_fork_hook;
+	bool log_pending;
+	enum core_outcome core;
+	size_t channels;
+	size_t grpc_fds;
+	unsigned generation;
+	int core_block; /* -1 not called, 0 refused, 1 blocked */
+};
+
+static __thread struct fork_record rec __attribute__((tls_model("initial-exec")));
+
+bool fs_forkpath_active(void)
+{
+	return fs_cfg.mode != FS_MODE_OFF && fs_grpc_state() != FS_GRPC_PASSTHROUGH;
+}
+
+void fs_fork_note_core_block(bool blocked)
+{
+	rec.core_block = blocked;
+}
+
+static enum core_outcome core_prefork(void)
+{
+	if (fs_grpc_state() != FS_GRPC_ACTIVE || !fs_grpc.is_initialized())
+		return CORE_NOT_IN_USE;
+	rec.core_block = -1;
+	fs_grpc.prefork();
+	if (rec.core_block == 1)
+		return CORE_RAN;
+	if (rec.core_block == 0)
+		return CORE_SKIPPED_BUSY;
+	if (fs_grpc.fork_support_enabled != NULL && !atomic_load((const _Atomic bool *)fs_grpc.fork_support_enabled))
+		return CORE_DISABLED;
+	return CORE_NO_POLLER_SUPPORT;
+}
+
+static const char *core_words(enum core_outcome c)
+{
+	switch (c) {
+	case CORE_RAN:
+		return "core fork handlers ran";
+	case CORE_SKIPPED_BUSY:
+		return "core fork handlers SKIPPED: another thread was inside gRPC; gRPC in the child may hang";
+	case CORE_DISABLED:
+		return "core fork handlers SKIPPED: fork support is off (GRPC_ENABLE_FORK_SUPPORT); the child "
+		       "cannot use gRPC";
+	case CORE_NO_POLLER_SUPPORT:
+		return "core fork handlers SKIPPED: the polling engine does not support fork (use epoll1 or "
+		       "poll); the child cannot use gRPC";
+	case CORE_NOT_IN_USE:
+		break;
+	}
+	return "gRPC not initialised";
+}
+
+static void log_parent(pid_t child)
+{
+	enum fs_level level = rec.core == CORE_RAN || rec.core == CORE_NOT_IN_USE ? FS_INFO : FS_WARN;
+	char who[48];
+
+	if (child > 0)
+		snprintf(who, sizeof(who), "%d", (int)child);
+	else
+		snprintf(who, sizeof(who), "(pid unknown: forked inside libc)");
+	fs_log(level, "fork: child %s is generation %u; %zu channels, %zu gRPC fds; %s", who, rec.generation + 1,
+	       rec.channels, rec.grpc_fds, core_words(rec.core));
+}
+
+void fs_fork_prepare(void)
+{
+	rec.active = fs_forkpath_active();
+	rec.log_pending = false;
+	if (!rec.active)
+		return;
+	pthread_mutex_lock(&fork_lock);
+	fs_forkables_prepare();
+	rec.core = core_prefork();
+	fs_forkables_lock();
+	fs_chantab_lock();
+	fs_fdreg_lock();
+	rec.channels = fs_chantab_count_locked();
+	rec.grpc_fds = fs_fdreg_live_locked();
+	rec.generation = fs_generation;
+}
+
+void fs_fork_parent(void)
+{
+	if (!rec.active)
+		return;
+	fs_fdreg_unlock();
+	fs_chantab_unlock();
+	fs_forkables_unlock();
+	if (rec.core != CORE_NOT_IN_USE)
+		fs_grpc.postfork_parent();
+	fs_forkables_parent();
+	pthread_mutex_unlock(&fork_lock);
+	if (rec.in_fork_hook)
+		rec.log_pending = true; /* fork()'s hook logs it, with the pid */
+	else
+		log_parent(0);
+}
+
+void fs_fork_child(void)
+{
+	unsigned neutralised = 0;
+
+	rec.in_fork_hook = false;
+	if (!rec.active)
+		return;
+	/* The forking thread holds them all; re-made, never unlocked on behalf of
+	 * a thread that does not exist here. */
+	pthread_mutex_init(&fork_lock, NULL);
+	fs_forkables_child_reset_lock();
+	fs_chantab_child_reset_lock();
+	fs_fdreg_child_reset_lock();
+	fs_generation++;
+	/* Before core's own child handler: it closes the descriptors it tracked,
+	 * and those closes must find dead placeholders, never the parent's
+	 * sockets. The registry keeps the numbers taken (see fs_fdreg_close). */
+	if (fs_grpc_state() == FS_GRPC_ACTIVE)
+		neutralised = fs_fdreg_neutralise_locked();
+	fs_fdreg_unlock();
+	fs_chantab_unlock();
+	fs_forkables_unlock();
+	if (rec.core != CORE_NOT_IN_USE)
+		fs_grpc.postfork_child();
+	fs_forkables_child();
+	fs_log(rec.core == CORE_RAN || rec.core == CORE_NOT_IN_USE ? FS_INFO : FS_WARN,
+	       "child: generation %u, %u inherited gRPC fds neutralised; %s", fs_generation, neutralised,
+	       core_words(rec.core));
+}
+
+void fs_fork_hook_enter(void)
+{
+	rec.in_fork_hook = true;
+	rec.log_pending = false;
+}
+
+void fs_fork_hook_leave(pid_t pid, int err)
+{
+	rec.in_fork_hook = false;
+	if (!rec.log_pending)
+		return;
+	rec.log_pending = false;
+	if (pid < 0)
+		fs_log(FS_WARN, "fork failed: %s", strerror(err));
+	else
+		log_parent(pid);
+}

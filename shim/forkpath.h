@@ -1,0 +1,32 @@
+/* What happens around every fork of a process: quiesce, fork, recover. */
+#ifndef FORKSAFE_FORKPATH_H
+#define FORKSAFE_FORKPATH_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+/* How many forks separate this process from the first one the shim ran in.
+ * A channel made in an earlier generation is inherited. Changed only by the
+ * child's fork path, while the child has a single thread. */
+extern unsigned fs_generation;
+
+/* The three steps, in pthread_atfork's shape. fork() and everything built on
+ * libc's fork reaches them through pthread_atfork; clone() without CLONE_VM
+ * runs no atfork handlers, so its hook calls them itself. */
+void fs_fork_prepare(void);
+void fs_fork_parent(void);
+void fs_fork_child(void);
+
+/* fork()'s hook brackets libc's fork with these so that the parent's log line
+ * can name the child (an atfork handler never learns the pid). */
+void fs_fork_hook_enter(void);
+void fs_fork_hook_leave(pid_t pid, int err);
+
+/* The hook on core's Fork::BlockExecCtx reports its answer here: it is how the
+ * shim learns whether core really ran its prefork handler or skipped it. */
+void fs_fork_note_core_block(bool blocked);
+
+/* True when the shim acts on forks and gRPC in this process. */
+bool fs_forkpath_active(void);
+
+#endif

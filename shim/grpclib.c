@@ -1,0 +1,121 @@
+#include "grpclib.h"
+
+#include <dlfcn.h>
+#include <link.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "libc.h"
+#include "log.h"
+
+struct fs_grpc fs_grpc;
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static _Atomic int state = FS_GRPC_UNRESOLVED;
+
+/* gRPC core versions this shim was tested with ("29.0.0" is gRPC 1.51). The
+ * fork path leans on what core does in its fork hooks, so an unknown core is
+ * passed through untouched unless the user opts in. */
+static const char *const tested_core_majors[] = { "29." };
+
+struct sym {
+	const char *name;
+	void **slot;
+	bool required;
+};
+
+#define SYM(field, name, req) { name, (void **)&fs_grpc.field, req }
+static const struct sym syms[] = {
+	SYM(init, "grpc_init", true),
+	SYM(is_initialized, "grpc_is_initialized", true),
+	SYM(version_string, "grpc_version_string", true),
+	SYM(channel_create, "grpc_channel_create", true),
+	SYM(channel_create_from_fd, "grpc_channel_create_from_fd", false),
+	SYM(channel_destroy, "grpc_channel_destroy", true),
+	SYM(channel_create_call, "grpc_channel_create_call", true),
+	SYM(channel_create_registered_call, "grpc_channel_create_registered_call", true),
+	SYM(channel_register_call, "grpc_channel_register_call", true),
+	SYM(channel_credentials_release, "grpc_channel_credentials_release", true),
+	SYM(server_add_channel_from_fd, "grpc_server_add_channel_from_fd", false),
+	SYM(prefork, "_Z12grpc_preforkv", true),
+	SYM(postfork_parent, "_Z20grpc_postfork_parentv", true),
+	SYM(postfork_child, "_Z19grpc_postfork_childv", true),
+	SYM(fork_enable, "_ZN9grpc_core4Fork6EnableEb", true),
+	SYM(fork_block_exec_ctx, "_ZN9grpc_core4Fork12BlockExecCtxEv", false),
+	SYM(poll_strategy_name, "_Z27grpc_get_poll_strategy_namev", false),
+	SYM(fork_support_enabled, "_ZN9grpc_core4Fork16support_enabled_E", false),
+};
+
+/* libgrpc loaded with RTLD_LOCAL (by a plugin, say) is invisible to
+ * RTLD_NEXT, yet its callers still reach the shim's hooks: look it up by name. */
+static int find_libgrpc(struct dl_phdr_info *info, size_t size, void *out)
+{
+	const char *base = strrchr(info->dlpi_name, '/');
+
+	base = base != NULL ? base + 1 : info->dlpi_name;
+	if (strncmp(base, "libgrpc.so", 10) != 0 && strncmp(base, "libgrpc_unsecure.so", 19) != 0)
+		return 0;
+	*(void **)out = dlopen(info->dlpi_name, RTLD_LAZY | RTLD_NOLOAD);
+	return *(void **)out != NULL;
+}
+
+static bool version_tested(const char *v)
+{
+	for (size_t i = 0; i < sizeof(tested_core_majors) / sizeof(tested_core_majors[0]); i++)
+		if (strncmp(v, tested_core_majors[i], strlen(tested_core_majors[i])) == 0)
+			return true;
+	return false;
+}
+
+static void resolve_once(void)
+{
+	void *handle = NULL;
+	const char *missing = NULL;
+	unsigned nmissing = 0;
+	const char *version;
+
+	for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++)
+		*syms[i].slot = fs_next_symbol(syms[i].name);
+	if (fs_grpc.channel_create == NULL && dl_iterate_phdr(find_libgrpc, &handle) && handle != NULL) {
+		for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++)
+			*syms[i].slot = dlsym(handle, syms[i].name);
+		/* The handle is kept: it pins a library that was loaded anyway. */
+	}
+	for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
+		if (syms[i].required && *syms[i].slot == NULL) {
+			if (missing == NULL)
+				missing = syms[i].name;
+			nmissing++;
+		}
+	}
+	if (missing != NULL) {
+		fs_log(FS_WARN, "libgrpc lacks %s%s: gRPC passes through the shim untouched", missing,
+		       nmissing > 1 ? " and other symbols the shim needs" : "");
+		atomic_store(&state, FS_GRPC_PASSTHROUGH);
+		return;
+	}
+	version = fs_grpc.version_string();
+	if (!version_tested(version) && !fs_cfg.allow_untested) {
+		fs_log(FS_WARN,
+		       "gRPC core %s is untested (tested: 29.x, gRPC 1.51): gRPC passes through the shim untouched; "
+		       "GRPC_FORKSAFE_ALLOW_UNTESTED=1 makes it act anyway",
+		       version);
+		atomic_store(&state, FS_GRPC_PASSTHROUGH);
+		return;
+	}
+	fs_log(FS_DEBUG, "gRPC core %s found", version);
+	atomic_store(&state, FS_GRPC_ACTIVE);
+}
+
+void fs_grpc_resolve(void)
+{
+	pthread_once(&once, resolve_once);
+}
+
+enum fs_grpc_state fs_grpc_state(void)
+{
+	return atomic_load_explicit(&state, memory_order_acquire);
+}

@@ -1,0 +1,50 @@
+/* The installed libgrpc: the real functions behind the shim's hooks, core's
+ * fork support, and whether this gRPC is one the shim can act on. */
+#ifndef FORKSAFE_GRPCLIB_H
+#define FORKSAFE_GRPCLIB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <grpc/grpc.h>
+#include <grpc/grpc_posix.h>
+#include <grpc/grpc_security.h>
+
+struct fs_grpc {
+	void (*init)(void);
+	int (*is_initialized)(void);
+	const char *(*version_string)(void);
+	grpc_channel *(*channel_create)(const char *, grpc_channel_credentials *, const grpc_channel_args *);
+	grpc_channel *(*channel_create_from_fd)(const char *, int, grpc_channel_credentials *,
+						const grpc_channel_args *);
+	void (*channel_destroy)(grpc_channel *);
+	grpc_call *(*channel_create_call)(grpc_channel *, grpc_call *, uint32_t, grpc_completion_queue *,
+					  grpc_slice, const grpc_slice *, gpr_timespec, void *);
+	grpc_call *(*channel_create_registered_call)(grpc_channel *, grpc_call *, uint32_t,
+						     grpc_completion_queue *, void *, gpr_timespec, void *);
+	void *(*channel_register_call)(grpc_channel *, const char *, const char *, void *);
+	void (*channel_credentials_release)(grpc_channel_credentials *);
+	void (*server_add_channel_from_fd)(grpc_server *, int, grpc_server_credentials *);
+	/* Core's fork support (C++ functions in libgrpc and libgpr). */
+	void (*prefork)(void);
+	void (*postfork_parent)(void);
+	void (*postfork_child)(void);
+	void (*fork_enable)(bool);
+	bool (*fork_block_exec_ctx)(void);
+	const char *(*poll_strategy_name)(void);
+	const bool *fork_support_enabled;
+};
+
+enum fs_grpc_state {
+	FS_GRPC_UNRESOLVED,  /* no gRPC function called yet */
+	FS_GRPC_ACTIVE,      /* resolved, known version: the shim acts */
+	FS_GRPC_PASSTHROUGH, /* missing symbols or an untested version: hooks only forward */
+};
+
+extern struct fs_grpc fs_grpc;
+
+/* Resolves everything once (idempotent, thread-safe); not for the fork path. */
+void fs_grpc_resolve(void);
+enum fs_grpc_state fs_grpc_state(void);
+
+#endif

@@ -1,0 +1,86 @@
+#include "init.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "chantab.h"
+#include "config.h"
+#include "experiments.h"
+#include "forkpath.h"
+#include "grpclib.h"
+#include "libc.h"
+#include "log.h"
+
+atomic_bool fs_ready;
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+/* Nothing here calls a hook that initialises (no fork, no gRPC), so the
+ * pthread_once cannot be re-entered from its own thread. */
+static void init_once(void)
+{
+	fs_libc_resolve();
+	/* secure_getenv: a setuid program takes no setting from its caller. */
+	fs_config_load(&fs_cfg, secure_getenv);
+	if (fs_cfg.mode != FS_MODE_OFF &&
+	    pthread_atfork(fs_fork_prepare, fs_fork_parent, fs_fork_child) != 0) {
+		fs_log(FS_WARN, "pthread_atfork failed: forks are passed through untouched");
+		fs_cfg.mode = FS_MODE_OFF;
+	}
+	atomic_store_explicit(&fs_ready, true, memory_order_release);
+}
+
+void fs_init_slow(void)
+{
+	pthread_once(&once, init_once);
+}
+
+__attribute__((constructor)) static void fs_constructor(void)
+{
+	fs_ensure_init();
+}
+
+static void table_creds_release(grpc_channel_credentials *creds)
+{
+	fs_grpc.channel_credentials_release(creds);
+}
+
+static pthread_once_t grpc_once = PTHREAD_ONCE_INIT;
+
+static void grpc_once_init(void)
+{
+	struct fs_chan_ops ops;
+	const char *user;
+
+	fs_grpc_resolve();
+	if (fs_grpc_state() != FS_GRPC_ACTIVE)
+		return;
+	ops.create = fs_grpc.channel_create;
+	ops.destroy = fs_grpc.channel_destroy;
+	ops.register_call = fs_grpc.channel_register_call;
+	ops.creds_release = table_creds_release;
+	fs_chantab_set_ops(&ops);
+	if (fs_cfg.mode == FS_MODE_OFF)
+		return;
+	fs_experiments_init();
+	/* Core reads GRPC_ENABLE_FORK_SUPPORT once, in its first grpc_init; setting
+	 * the override through Fork::Enable leaves the environment (and so child
+	 * programs and grpcio's own fork handling) untouched. A user's explicit
+	 * setting wins. */
+	user = getenv("GRPC_ENABLE_FORK_SUPPORT");
+	if (user != NULL) {
+		fs_log(FS_DEBUG, "core fork support left to GRPC_ENABLE_FORK_SUPPORT=%s", user);
+		return;
+	}
+	if (fs_grpc.is_initialized())
+		fs_log(FS_WARN, "gRPC was initialised before the shim saw it: core fork support stays as it is");
+	else
+		fs_grpc.fork_enable(true);
+}
+
+bool fs_grpc_ensure(void)
+{
+	fs_ensure_init();
+	pthread_once(&grpc_once, grpc_once_init);
+	return fs_cfg.mode != FS_MODE_OFF && fs_grpc_state() == FS_GRPC_ACTIVE;
+}

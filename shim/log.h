@@ -1,0 +1,22 @@
+/* One-line diagnostics on stderr: "<prog>[<pid>]: grpc-forksafe: <level>: <text>". */
+#ifndef FORKSAFE_LOG_H
+#define FORKSAFE_LOG_H
+
+enum fs_level { FS_ERROR, FS_WARN, FS_INFO, FS_DEBUG };
+
+/* Written once while the shim initialises, read everywhere after. */
+extern int fs_log_level;
+
+/* The level test comes first so that a filtered message is never formatted:
+ * debug lines on the RPC path cost one comparison when debug is off. */
+#define fs_log(level, ...)                                                                  \
+	do {                                                                                \
+		if ((int)(level) <= fs_log_level)                                              \
+			fs_log_emit((level), __VA_ARGS__);                                  \
+	} while (0)
+
+/* Formats into a stack buffer and writes it with one write(2): no allocation,
+ * no stdio lock, errno preserved, so it is usable on the fork path. */
+void fs_log_emit(enum fs_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif
