@@ -57,8 +57,14 @@ int fs_parse_choice(const char *var, const char *text, const struct fs_choice *c
 long long fs_parse_number(const char *var, const char *text, long long min, long long max, long long def)
 {
 	const char *why = NULL;
-	long long v = strtonum(text, min, max, &why);
+	const char *digits = text[0] == '-' ? text + 1 : text;
+	long long v = 0;
 
+	/* strtonum (strtoll underneath) would skip leading white space and a '+'. */
+	if (!isdigit((unsigned char)digits[0]))
+		why = "invalid";
+	else
+		v = strtonum(text, min, max, &why);
 	if (why == NULL)
 		return v;
 	fs_log(FS_WARN, "%s=\"%s\" is %s (accepted: a whole number from %lld to %lld); using %lld", var, text,

@@ -1,0 +1,134 @@
+/* Configuration: every value parsed strictly; a bad one is one line and the default. */
+#include <criterion/criterion.h>
+#include <criterion/redirect.h>
+
+#include "config.h"
+#include "log.h"
+#include "unit.h"
+
+static const char *env_names[8];
+static const char *env_values[8];
+
+static void set_env(int i, const char *name, const char *value)
+{
+	env_names[i] = name;
+	env_values[i] = value;
+}
+
+static char *fake_getenv(const char *name)
+{
+	for (int i = 0; i < 8; i++)
+		if (env_names[i] != NULL && strcmp(env_names[i], name) == 0)
+			return (char *)env_values[i];
+	return NULL;
+}
+
+static void reset(void)
+{
+	memset(env_names, 0, sizeof(env_names));
+	fs_log_level = FS_WARN;
+}
+
+TestSuite(config, .init = reset);
+
+Test(config, defaults_when_nothing_is_set)
+{
+	struct fs_config cfg;
+
+	fs_config_load(&cfg, fake_getenv);
+	cr_assert_eq(cfg.mode, FS_MODE_RECONNECT);
+	cr_assert_eq(cfg.log_level, FS_WARN);
+	cr_assert_not(cfg.allow_untested);
+}
+
+Test(config, every_documented_value_is_accepted)
+{
+	struct fs_config cfg;
+	static const struct {
+		const char *text;
+		int level;
+	} levels[] = { { "error", FS_ERROR }, { "warn", FS_WARN }, { "INFO", FS_INFO }, { "debug", FS_DEBUG },
+		       { "0", FS_ERROR },     { "3", FS_DEBUG } };
+
+	for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++) {
+		set_env(0, "GRPC_FORKSAFE_LOG", levels[i].text);
+		fs_config_load(&cfg, fake_getenv);
+		cr_assert_eq(cfg.log_level, levels[i].level, "GRPC_FORKSAFE_LOG=%s", levels[i].text);
+		cr_assert_eq(fs_log_level, levels[i].level);
+	}
+	set_env(0, "GRPC_FORKSAFE_MODE", "off");
+	fs_config_load(&cfg, fake_getenv);
+	cr_assert_eq(cfg.mode, FS_MODE_OFF);
+	set_env(0, "GRPC_FORKSAFE_MODE", "reconnect");
+	fs_config_load(&cfg, fake_getenv);
+	cr_assert_eq(cfg.mode, FS_MODE_RECONNECT);
+}
+
+Test(config, bad_mode_is_one_line_naming_variable_and_choices, .init = cr_redirect_stderr)
+{
+	struct fs_config cfg;
+	char *out;
+
+	reset();
+	set_env(0, "GRPC_FORKSAFE_MODE", "sometimes");
+	fs_config_load(&cfg, fake_getenv);
+	cr_assert_eq(cfg.mode, FS_MODE_RECONNECT);
+	out = unit_read_stderr();
+	cr_assert_eq(unit_count_lines(out), 1, "got: %s", out);
+	cr_assert(strstr(out, "GRPC_FORKSAFE_MODE=\"sometimes\"") != NULL, "got: %s", out);
+	cr_assert(strstr(out, "reconnect, off") != NULL, "got: %s", out);
+	cr_assert(strstr(out, "using reconnect") != NULL, "got: %s", out);
+	cr_assert(strstr(out, "grpc-forksafe: warn: ") != NULL, "got: %s", out);
+}
+
+Test(config, bad_level_falls_back_to_warn, .init = cr_redirect_stderr)
+{
+	struct fs_config cfg;
+	char *out;
+
+	reset();
+	set_env(0, "GRPC_FORKSAFE_LOG", "loud");
+	fs_config_load(&cfg, fake_getenv);
+	cr_assert_eq(cfg.log_level, FS_WARN);
+	out = unit_read_stderr();
+	cr_assert_eq(unit_count_lines(out), 1, "got: %s", out);
+	cr_assert(strstr(out, "GRPC_FORKSAFE_LOG=\"loud\"") != NULL, "got: %s", out);
+}
+
+Test(config, numbers_are_strict, .init = cr_redirect_stderr)
+{
+	const char *bad[] = { "4", "-1", "1x", "0x1", " 2", "99999999999999999999" };
+	char *out;
+
+	reset();
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_assert_eq(fs_parse_number("N", bad[i], 0, 3, 2), 2, "accepted \"%s\"", bad[i]);
+	cr_assert_eq(fs_parse_number("N", "3", 0, 3, 2), 3);
+	cr_assert_eq(fs_parse_number("N", "0", 0, 3, 2), 0);
+	out = unit_read_stderr();
+	cr_assert_eq(unit_count_lines(out), 6, "got: %s", out);
+	cr_assert(strstr(out, "a whole number from 0 to 3") != NULL, "got: %s", out);
+}
+
+Test(config, booleans_take_the_usual_spellings_and_nothing_else, .init = cr_redirect_stderr)
+{
+	const char *yes[] = { "1", "yes", "TRUE", "on" }, *no[] = { "0", "No", "false", "OFF" };
+
+	reset();
+	for (int i = 0; i < 4; i++) {
+		cr_assert(fs_parse_bool("B", yes[i], false), "%s", yes[i]);
+		cr_assert_not(fs_parse_bool("B", no[i], true), "%s", no[i]);
+	}
+	cr_assert_not(fs_parse_bool("B", "y", false));
+	cr_assert(fs_parse_bool("B", "2", true));
+	cr_assert_eq(unit_count_lines(unit_read_stderr()), 2);
+}
+
+Test(config, filtered_levels_print_nothing, .init = cr_redirect_stderr)
+{
+	reset();
+	fs_log_level = FS_ERROR;
+	fs_log(FS_WARN, "hidden %d", 1);
+	fs_log(FS_ERROR, "shown %d", 2);
+	cr_assert_str_eq(strstr(unit_read_stderr(), "grpc-forksafe"), "grpc-forksafe: error: shown 2\n");
+}

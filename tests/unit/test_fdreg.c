@@ -1,0 +1,170 @@
+/* The fd registry: what a child does to the descriptors gRPC opened. Each test
+ * forks for real and checks what the kernel reports in both processes. */
+#include <criterion/criterion.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fdreg.h"
+#include "libc.h"
+
+static ino_t inode(int fd)
+{
+	struct stat st;
+
+	return fstat(fd, &st) == 0 ? st.st_ino : 0;
+}
+
+/* An address inside libgrpc, to stand for "gRPC's own code" as a caller. */
+static const void *grpc_code(void)
+{
+	void *lib = dlopen("libgrpc.so.29", RTLD_LAZY);
+
+	cr_assert_not_null(lib, "libgrpc.so.29: %s", dlerror());
+	return dlsym(lib, "grpc_init");
+}
+
+static void setup(void)
+{
+	fs_libc_resolve();
+}
+
+TestSuite(fdreg, .init = setup, .timeout = 20);
+
+/* Runs `child` in a forked child after neutralising; returns its exit status. */
+static int in_child(int (*child)(void *), void *arg)
+{
+	pid_t pid = fork();
+	int status;
+
+	if (pid == 0) {
+		fs_fdreg_lock();
+		fs_fdreg_neutralise_locked();
+		fs_fdreg_unlock();
+		_exit(child(arg));
+	}
+	cr_assert_gt(pid, 0);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 100 + WTERMSIG(status);
+}
+
+struct pair {
+	int grpc_end, peer_end;
+	ino_t grpc_ino;
+	const void *grpc_caller;
+};
+
+static int neutralised_child(void *arg)
+{
+	struct pair *p = arg;
+	char c = 'x';
+
+	if (inode(p->grpc_end) == 0)
+		return 1; /* the number must stay taken */
+	if (inode(p->grpc_end) == p->grpc_ino)
+		return 2; /* ... by something other than the inherited socket */
+	if (!fs_fdreg_is_reserved(p->grpc_end))
+		return 3;
+	if (send(p->grpc_end, &c, 1, MSG_NOSIGNAL) >= 0)
+		return 4; /* nothing written reaches anybody */
+	if ((fcntl(p->grpc_end, F_GETFD) & FD_CLOEXEC) == 0)
+		return 5; /* and nothing of it survives an exec */
+	/* gRPC closing it (as core's child handler does) keeps the number taken. */
+	if (fs_fdreg_close(p->grpc_end, p->grpc_caller, fs_libc.close) != 0 || inode(p->grpc_end) == 0)
+		return 6;
+	/* The application closing it really closes it. */
+	if (fs_fdreg_close(p->grpc_end, (void *)neutralised_child, fs_libc.close) != 0 ||
+	    fcntl(p->grpc_end, F_GETFD) != -1)
+		return 7;
+	return 0;
+}
+
+Test(fdreg, a_child_drops_the_inherited_socket_and_keeps_its_number)
+{
+	int sv[2];
+	struct pair p;
+	char buf[4];
+	struct pollfd pfd;
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	p = (struct pair){ sv[0], sv[1], inode(sv[0]), grpc_code() };
+	fs_fdreg_adopt(sv[0], FS_FD_SOCKET);
+	cr_assert_eq(in_child(neutralised_child, &p), 0);
+
+	/* The parent's connection is untouched: no EOF, no shutdown, data flows both ways. */
+	pfd = (struct pollfd){ .fd = sv[1], .events = POLLIN };
+	cr_assert_eq(poll(&pfd, 1, 0), 0, "the peer saw something from the child");
+	cr_assert_eq(write(sv[0], "ok", 2), 2);
+	cr_assert_eq(read(sv[1], buf, sizeof(buf)), 2);
+	cr_assert_eq(write(sv[1], "ok", 2), 2);
+	cr_assert_eq(read(sv[0], buf, sizeof(buf)), 2);
+	cr_assert(fs_fdreg_contains(sv[0]));
+	cr_assert_not(fs_fdreg_is_reserved(sv[0]), "the parent's entry must stay live");
+}
+
+static int epoll_child(void *arg)
+{
+	int ep = *(int *)arg;
+	struct epoll_event ev;
+
+	if (!fs_fdreg_is_reserved(ep))
+		return 1;
+	/* An empty set of its own: the parent's ready socket is not reported. */
+	return epoll_wait(ep, &ev, 1, 0) == 0 ? 0 : 2;
+}
+
+Test(fdreg, an_inherited_epoll_set_becomes_an_empty_one)
+{
+	int ep = epoll_create1(EPOLL_CLOEXEC), sv[2];
+	struct epoll_event ev = { .events = EPOLLIN };
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	cr_assert_eq(epoll_ctl(ep, EPOLL_CTL_ADD, sv[0], &ev), 0);
+	cr_assert_eq(write(sv[1], "x", 1), 1);
+	fs_fdreg_adopt(ep, FS_FD_EPOLL);
+	cr_assert_eq(in_child(epoll_child, &ep), 0);
+	cr_assert_eq(epoll_wait(ep, &ev, 1, 0), 1, "the parent's set lost its event");
+}
+
+static int stale_child(void *arg)
+{
+	int *fds = arg; /* [0] the number, [1] the inode now there */
+
+	return inode(fds[0]) == (ino_t)fds[1] && !fs_fdreg_contains(fds[0]) ? 0 : 1;
+}
+
+Test(fdreg, a_number_reused_behind_the_registrys_back_is_left_alone)
+{
+	int sv[2], fds[2], fd;
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	fs_fdreg_adopt(sv[0], FS_FD_SOCKET);
+	/* Closed without passing through the registry (as close_range would) and reused. */
+	syscall(SYS_close, sv[0]);
+	fd = open("/dev/null", O_RDONLY);
+	cr_assert_eq(fd, sv[0]);
+	fds[0] = fd;
+	fds[1] = (int)inode(fd);
+	cr_assert_eq(in_child(stale_child, fds), 0);
+}
+
+Test(fdreg, closing_a_live_descriptor_forgets_it)
+{
+	int sv[2];
+	size_t before = fs_fdreg_count();
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	fs_fdreg_adopt(sv[0], FS_FD_SOCKET);
+	cr_assert_eq(fs_fdreg_count(), before + 1);
+	cr_assert_eq(fs_fdreg_close(sv[0], grpc_code(), fs_libc.close), 0);
+	cr_assert_eq(fs_fdreg_count(), before);
+	cr_assert_eq(fcntl(sv[0], F_GETFD), -1);
+	cr_assert_eq(errno, EBADF);
+}
