@@ -61,6 +61,11 @@ bool fs_forkpath_active(void)
 	return fs_cfg.mode != FS_MODE_OFF && fs_grpc_state() != FS_GRPC_PASSTHROUGH;
 }
 
+bool fs_forkpath_grpc_in_use(void)
+{
+	return fs_grpc_state() == FS_GRPC_ACTIVE && fs_grpc.is_initialized();
+}
+
 void fs_fork_note_core_block(bool blocked)
 {
 	rec.core_block = blocked;
@@ -100,11 +105,22 @@ static const char *core_words(enum core_outcome c)
 	return "gRPC not initialised";
 }
 
+/* warn when core could not prepare; info for a fork of a gRPC process; debug
+ * for a process that does not use gRPC (a shell, say, under the wrapper). */
+static enum fs_level fork_level(void)
+{
+	if (rec.core != CORE_RAN && rec.core != CORE_NOT_IN_USE)
+		return FS_WARN;
+	return rec.core == CORE_NOT_IN_USE && rec.channels == 0 && rec.grpc_fds == 0 ? FS_DEBUG : FS_INFO;
+}
+
 static void log_parent(pid_t child)
 {
-	enum fs_level level = rec.core == CORE_RAN || rec.core == CORE_NOT_IN_USE ? FS_INFO : FS_WARN;
+	enum fs_level level = fork_level();
 	char who[48];
 
+	if ((int)level > fs_log_level)
+		return; /* nothing formatted for a line nobody sees */
 	if (child > 0)
 		snprintf(who, sizeof(who), "%d", (int)child);
 	else
@@ -172,8 +188,7 @@ void fs_fork_child(void)
 	if (rec.core != CORE_NOT_IN_USE)
 		fs_grpc.postfork_child();
 	fs_forkables_child();
-	fs_log(rec.core == CORE_RAN || rec.core == CORE_NOT_IN_USE ? FS_INFO : FS_WARN,
-	       "child: generation %u, %u inherited gRPC fds neutralised; %s", fs_generation, neutralised,
+	fs_log(fork_level(), "child: generation %u, %u inherited gRPC fds neutralised; %s", fs_generation, neutralised,
 	       core_words(rec.core));
 }
 

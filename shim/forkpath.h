@@ -29,4 +29,7 @@ void fs_fork_note_core_block(bool blocked);
 /* True when the shim acts on forks and gRPC in this process. */
 bool fs_forkpath_active(void);
 
+/* True when gRPC is initialised here (not for the fork path: takes core's lock). */
+bool fs_forkpath_grpc_in_use(void);
+
 #endif

@@ -87,14 +87,15 @@ void *fs_vfork_target(void)
 {
 	fs_ensure_init();
 	if (fs_forkpath_active())
-		fs_log(FS_INFO, "vfork: the child shares this memory until it execs; nothing to do");
+		fs_log(fs_forkpath_grpc_in_use() ? FS_INFO : FS_DEBUG,
+		       "vfork: the child shares this memory until it execs; nothing to do");
 	return fs_libc.vfork != NULL ? (void *)fs_libc.vfork : (void *)fs_libc.fork;
 }
 
 static int spawned(const char *how, int rc, const pid_t *pid)
 {
 	if (rc == 0 && pid != NULL && fs_forkpath_active())
-		fs_log(FS_INFO, "%s: child %d", how, (int)*pid);
+		fs_log(fs_forkpath_grpc_in_use() ? FS_INFO : FS_DEBUG, "%s: child %d", how, (int)*pid);
 	return rc;
 }
 
