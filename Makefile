@@ -50,6 +50,7 @@ $(BUILD)/gen/%.o: $(BUILD)/gen/%.cc $(BUILD)/gen/echo.pb.h $(BUILD)/gen/echo.grp
 
 include tests/unit/unit.mk
 include tests/integration/integration.mk
+include tests/passthrough/passthrough.mk
 include demo/demo.mk
 include bench/bench.mk
 
@@ -58,6 +59,7 @@ test:
 	@scripts/ensure-deps test
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory test-unit
+	@$(MAKE) --no-print-directory test-passthrough
 	@$(MAKE) --no-print-directory test-integration
 	@$(MAKE) --no-print-directory test-valgrind
 
