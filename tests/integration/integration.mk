@@ -1,0 +1,35 @@
+# Integration tests: ordinary grpc++ programs that fork, run with the shim
+# preloaded against a real echo server (tests/integration/run.sh), and the same
+# under valgrind (tests/integration/valgrind.sh).
+
+INTEG_DIR    := tests/integration
+INTEG_SRCS   := $(wildcard $(INTEG_DIR)/*.cc)
+INTEG_OBJS   := $(INTEG_SRCS:$(INTEG_DIR)/%.cc=$(BUILD)/tests/obj/%.o)
+FORK_CLIENT  := $(BUILD)/tests/fork-client
+MEMCHECK_CONTROL := $(BUILD)/tests/libmemcheck_control.so
+
+.PHONY: test-integration test-valgrind
+
+# The clients are part of the default build.
+all: $(FORK_CLIENT)
+
+$(BUILD)/tests/obj/%.o: $(INTEG_DIR)/%.cc $(wildcard $(INTEG_DIR)/*.h) $(BUILD)/gen/echo.pb.h $(BUILD)/gen/echo.grpc.pb.h
+	@mkdir -p $(@D)
+	$(CXX) $(GRPCXX_CFLAGS) -c $< -o $@
+
+# forkpty() lives in libutil on older glibc; on newer glibc libutil is empty.
+$(FORK_CLIENT): $(INTEG_OBJS) $(ECHO_OBJS)
+	@mkdir -p $(@D)
+	$(CXX) -o $@ $(INTEG_OBJS) $(ECHO_OBJS) $(GRPCXX_LIBS) -lutil
+
+# Not optimised: the control's invalid read and leak must stay in the code.
+$(MEMCHECK_CONTROL): $(INTEG_DIR)/memcheck_control.c
+	@mkdir -p $(@D)
+	$(CC) -O0 -g -Wall -shared -fPIC -o $@ $<
+
+test-integration: $(SHIM) $(ECHO_SERVER) $(FORK_CLIENT)
+	@$(INTEG_DIR)/run.sh --shim $(SHIM) --server $(ECHO_SERVER) --client $(FORK_CLIENT) --out $(BUILD)/tests/integration
+
+test-valgrind: $(SHIM) $(ECHO_SERVER) $(FORK_CLIENT) $(MEMCHECK_CONTROL)
+	@$(INTEG_DIR)/valgrind.sh --shim $(SHIM) --server $(ECHO_SERVER) --client $(FORK_CLIENT) \
+	  --control $(MEMCHECK_CONTROL) --out $(BUILD)/tests/valgrind

@@ -1,0 +1,66 @@
+// Shared pieces of fork-client: an ordinary grpc++ program that forks in the
+// ways real programs do. It knows nothing of any preload shim; it only
+// reports, one line per RPC, what each process experienced, so that a harness
+// can judge the run from the outside.
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "echo.grpc.pb.h"
+
+namespace fc {
+
+using Stub = forksafe::echo::Echo::Stub;
+
+struct Options {
+  std::string target;        // host:port of the echo server
+  std::string run;           // prefix of every tag, so one server log can hold many runs
+  std::string self;          // absolute path of this program, for exec and spawn
+  int deadline_ms = 2000;    // every RPC has one, so a broken channel fails instead of hanging
+};
+
+// The process's role in the report ("parent", "child", ...). A forked child
+// changes it; an exec'd or spawned copy of this program gets it from --role.
+void SetRole(const std::string& role);
+const std::string& Role();
+
+// What a freshly forked process calls first: role "child", no failures yet
+// (the parent's are the parent's to report).
+void BecomeChild();
+
+// Calls made in this process that did not succeed (RPCs and checks alike).
+int Failures();
+
+// Records a failed check (not an RPC) in this process, with a readable reason.
+void Fail(const std::string& what);
+
+// A stub on a channel of its own. index >= 0 sets the channel argument
+// "forksafe.test.index", which keeps gRPC from sharing the TCP connection
+// with channels that have another index.
+std::unique_ptr<Stub> NewStub(const Options& o, int index = -1);
+
+// One unary Say call tagged "<run>:<tag>", printed as one line.
+bool Say(Stub& stub, const Options& o, const std::string& tag);
+
+enum class ChildExit { kExit, kUnderscoreExit };
+
+// Forks; the child runs body and leaves with status 0 only if body returned 0
+// and none of its RPCs failed. Returns the child's pid to the parent.
+pid_t ForkChild(const std::function<int()>& body, ChildExit how = ChildExit::kExit);
+
+// Waits for pid and checks that it exited with want_status.
+bool WaitChild(pid_t pid, const std::string& what, int want_status = 0);
+
+// One byte over a pipe, so that processes or threads take turns without
+// sleeping. AwaitTurn is false once the other side has closed the pipe.
+bool SendTurn(int fd);
+bool AwaitTurn(int fd);
+
+// Describes a waitpid status: "exited 0", "killed by signal 9".
+std::string DescribeStatus(int status);
+
+}  // namespace fc

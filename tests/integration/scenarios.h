@@ -1,0 +1,35 @@
+// The fork-client scenarios. Each runs in the process the harness started
+// (the "parent"), forks or spawns as its name says, and returns nonzero on a
+// failure that is not already counted by fc::Failures().
+#pragma once
+
+#include "client.h"
+
+namespace fc {
+
+// Plain fork() (scenarios_fork.cc).
+int NewChannel(const Options& o);
+int InheritedStub(const Options& o);
+int InheritedRelease(const Options& o);
+int ParentDuring(const Options& o);
+int ChildNoGrpcExit(const Options& o);
+int ChildNoGrpcUnderscoreExit(const Options& o);
+int TwentyChannels(const Options& o);
+
+// fork() while another thread is blocked in gRPC (scenarios_threads.cc).
+int BusyThread(const Options& o);
+
+// Processes made by exec, posix_spawn, or forks inside libc (scenarios_libc.cc).
+int ForkExec(const Options& o);
+int PosixSpawn(const Options& o);
+int Daemon(const Options& o);
+int ForkPty(const Options& o);
+
+// The parent's three RPCs on its original stub once its child is gone.
+void ParentAfter(Stub& stub, const Options& o);
+
+// Helpers for the above, also used by exec'd and spawned copies of fork-client.
+int OneRpc(const Options& o, const std::string& tag);  // mode "rpc"
+int DaemonWorker(const Options& o);                     // mode "daemon-worker"
+
+}  // namespace fc

@@ -1,0 +1,116 @@
+#!/bin/bash
+# Memcheck over fork-client scenarios with the shim preloaded, in every process
+# (forked children inherit memcheck; exec'd programs are traced too). A check
+# fails on any memcheck error in any process (invalid access, use of
+# uninitialised memory, a definite leak not in valgrind.supp), on a definite
+# leak whose stack passes through the shim, on a scenario failure, or when the
+# shim's log lines show that it was not loaded.
+#
+# Usage: valgrind.sh --shim SO --server BIN --client BIN --out DIR
+#                    [--control LIB] [SCENARIO...]
+#   --control  libmemcheck_control.so: first check that memcheck, set up like
+#              this, fails a run that has an invalid read and a definite leak.
+# Environment: FORKSAFE_VALGRIND_TIMEOUT, seconds one scenario may take (600).
+# Output format as run.sh: "PASS name" / "FAIL name: reason", "N passed, M failed".
+
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/lib.sh"
+parse_args "$@"
+LIMIT=${FORKSAFE_VALGRIND_TIMEOUT:-600}
+VG_ERROR=99   # memcheck's exit status when it found errors; no scenario uses it
+SUPP=$HERE/valgrind.supp
+
+# The scenarios that matter most for memory: the child's own channel, the
+# inherited one used and then released, and both processes busy at once.
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(new-channel inherited-stub inherited-release parent-during twenty-channels)
+
+command -v valgrind >/dev/null || { echo "FAIL valgrind: not installed"; summary; exit 1; }
+
+# Runs the client (arguments $3...) under memcheck with LD_PRELOAD=$2, one
+# log per process in $1/memcheck.<pid>, stdout and stderr in $1/client.*.
+# Returns the client's (or memcheck's, or timeout's) exit status.
+memcheck() {
+  local dir=$1 preload=$2
+  shift 2
+  mkdir -p "$dir"
+  # valgrind puts its own preload libraries in front of LD_PRELOAD and keeps
+  # the rest, so the client loads the shim. RPC deadlines are 10 times the
+  # usual: memcheck runs programs some 30 times slower.
+  timeout -k 10 "$LIMIT" env -u GRPC_FORKSAFE_MODE LD_PRELOAD="$preload" GRPC_FORKSAFE_LOG=info \
+    valgrind --tool=memcheck --trace-children=yes --leak-check=full \
+      --errors-for-leak-kinds=definite --error-exitcode=$VG_ERROR \
+      --suppressions="$SUPP" --num-callers=40 --log-file="$dir/memcheck.%p" \
+      "$CLIENT" "$@" --target "127.0.0.1:$PORT" --deadline-ms 20000 \
+      >"$dir/client.out" 2>"$dir/client.err"
+}
+
+# The same memcheck run, with a library preloaded next to the shim that
+# makes an invalid read and leaks a block, must fail: proof that this setup
+# catches both.
+check_control() {
+  local dir=$OUT/control problems=""
+  memcheck "$dir" "$SHIM:$CONTROL" rpc --run vg-control --role control --tag control-1
+  local status=$?
+  [ "$status" -eq "$VG_ERROR" ] || problems+="memcheck exited $status, not $VG_ERROR; "
+  grep -q "Invalid read of size 1" "$dir"/memcheck.* || problems+="invalid read not reported; "
+  grep -A4 "definitely lost in loss record" "$dir"/memcheck.* | grep -q leak_one_block ||
+    problems+="definite leak not reported; "
+  local name="valgrind control: an invalid read and a leak in a preloaded library are caught"
+  if [ -z "$problems" ]; then pass "$name"; else fail "$name" "${problems%; }" "$dir"/memcheck.*; fi
+}
+
+check_scenario() {
+  local s=$1 problems="" n f bad="" shim_leaks="" leftovers
+  if [ -z "${CALLS[$s]+x}" ]; then
+    fail "$s" "no scenario checked under valgrind by that name"
+    return
+  fi
+  local dir=$OUT/$s out=$OUT/$s/client.out err=$OUT/$s/client.err
+  memcheck "$dir" "$SHIM" "$s" --run "vg-$s"
+  local status=$?
+
+  case "$status" in
+    0) ;;
+    "$VG_ERROR") problems+="memcheck found errors in the parent; " ;;
+    *) problems+="client $(describe_exit "$status" "$LIMIT"); " ;;
+  esac
+  # Every process has its own log. One without a summary was killed or hung.
+  for f in "$dir"/memcheck.*; do
+    grep -q "ERROR SUMMARY: 0 errors" "$f" || bad+=" ${f##*.}"
+    awk '/definitely lost in loss record/ { inrec = 1 } inrec && /libgrpc_forksafe/ { hit = 1 }
+         /^==[0-9]+== $/ { inrec = 0 } END { exit !hit }' "$f" && shim_leaks+=" ${f##*.}"
+  done
+  [ -z "$bad" ] || problems+="memcheck errors or no summary in process(es)$bad; "
+  [ -z "$shim_leaks" ] || problems+="definite leak through the shim in process(es)$shim_leaks; "
+  n=$(find "$dir" -name 'memcheck.*' | wc -l)
+  [ "$n" -ge 2 ] || problems+="memcheck logs for $n processes, expected parent and child; "
+
+  # The shim must really have been loaded under valgrind: its parent-side fork
+  # line once, and its child-side line from the child.
+  n=$(count_shim_lines "fork: child" "$err")
+  [ "$n" -eq "${FORKS[$s]:-1}" ] ||
+    problems+="shim logged 'fork: child' $n times for ${FORKS[$s]:-1} forks (not loaded?); "
+  [ "$(count_shim_lines "child: " "$err")" -gt 0 ] || problems+="no shim log line from the child; "
+  problems+=$(check_server_log "vg-$s" "${CALLS[$s]}" "${DISTINCT[$s]:-}")
+  leftovers=$(reap_leftovers "$out" "$err")
+  [ -z "$leftovers" ] || problems+="processes still running after the run (hung), killed: ${leftovers% }; "
+
+  if [ -z "$problems" ]; then
+    pass "valgrind $s"
+  else
+    fail "valgrind $s" "${problems%; }" "$out" "$err"
+    for f in $bad; do
+      echo "  --- $dir/memcheck.$f (errors)"
+      awk '/ERROR SUMMARY|definitely lost in loss record|Invalid|uninitialised|Conditional|Syscall param/ { p = 1 }
+           p { print } /^==[0-9]+== $/ { p = 0 }' "$dir/memcheck.$f" | head -n 80 | sed 's/^/  | /'
+    done
+  fi
+}
+
+start_server $((LIMIT * (${#SCENARIOS[@]} + 1) + 60))
+echo "echo-server on 127.0.0.1:$PORT; output in $OUT"
+[ -z "$CONTROL" ] || check_control
+for s in "${SCENARIOS[@]}"; do check_scenario "$s"; done
+stop_server
+summary
