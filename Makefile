@@ -21,6 +21,8 @@ SHIM      := $(BUILD)/libgrpc_forksafe.so
 GRPCXX_CFLAGS := -O2 -g -std=c++17 -Wall -I$(BUILD)/gen $(shell pkg-config --cflags grpc++ protobuf 2>/dev/null)
 GRPCXX_LIBS   := $(shell pkg-config --libs grpc++ protobuf 2>/dev/null) -lpthread
 ECHO_OBJS     := $(BUILD)/gen/echo.pb.o $(BUILD)/gen/echo.grpc.pb.o
+# The server every test, demo and benchmark talks to (rule in demo/demo.mk).
+ECHO_SERVER   := $(BUILD)/echo-server
 
 .PHONY: all deps test test-unit demo bench clean
 all: $(SHIM)
