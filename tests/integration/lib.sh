@@ -3,7 +3,9 @@
 # The scenario tables are read by the scripts that source this file:
 # shellcheck disable=SC2034
 
-SHIM='' SERVER='' CLIENT='' OUT='' CONTROL=''
+. "$(dirname "${BASH_SOURCE[0]}")/../../scripts/echo-server.sh"
+
+SHIM='' SERVER='' CLIENT='' OUT='' CONTROL='' PORT='' SERVER_LOG=''
 SCENARIOS=()
 parse_args() {
   while [ $# -gt 0 ]; do
@@ -83,35 +85,20 @@ summary() {
 
 # --- the echo server --------------------------------------------------------
 
-SERVER_PID='' PORT='' SERVER_LOG=''
 # One server for the whole run. Its own lifetime is bounded too, in case this
 # script is killed before its trap can stop it.
 start_server() {
   local lifetime=$1
-  SERVER_LOG=$OUT/server.log
-  timeout "$lifetime" "$SERVER" --listen 127.0.0.1:0 --port-file "$OUT/server.port" \
-    --log "$SERVER_LOG" 2>"$OUT/server.err" &
-  SERVER_PID=$!
-  trap stop_server EXIT
-  local _
-  for _ in $(seq 100); do
-    [ -s "$OUT/server.port" ] && break
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  PORT=$(cat "$OUT/server.port" 2>/dev/null)
-  if [ -z "$PORT" ]; then
-    echo "FAIL echo-server: did not start within 10 s"
-    cat "$OUT/server.err" >&2
+  ECHO_SERVER_BIN=$SERVER
+  SERVER_LOG=$OUT/calls.log
+  trap echo_server_stop EXIT
+  if ! echo_server_start "$OUT" timeout "$lifetime"; then
+    echo "FAIL echo-server: did not start"
     exit 1
   fi
+  PORT=$ECHO_PORT
 }
-stop_server() {
-  [ -n "$SERVER_PID" ] || return 0
-  kill "$SERVER_PID" 2>/dev/null
-  wait "$SERVER_PID" 2>/dev/null
-  SERVER_PID=
-}
+stop_server() { echo_server_stop; }
 
 # --- checks -----------------------------------------------------------------
 

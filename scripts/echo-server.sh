@@ -1,0 +1,44 @@
+# Starting and stopping build/echo-server, for the demo, the benchmarks and
+# the tests. Source this file and set ECHO_SERVER_BIN, then:
+#   echo_server_start DIR [PREFIX...]
+#       runs PREFIX... $ECHO_SERVER_BIN on a free loopback port (a prefix such
+#       as `timeout 600` or `taskset -c 1`), logging every call to
+#       DIR/calls.log; sets ECHO_PID and ECHO_PORT once it accepts calls, or
+#       says why not and returns 1.
+#   echo_server_stop
+#       SIGTERM (the server shuts down gracefully), SIGKILL if it is still
+#       there 5 s later.
+
+echo_server_start() {
+  local dir=$1 _
+  shift
+  rm -f "$dir/server.port"
+  "$@" "$ECHO_SERVER_BIN" --listen 127.0.0.1:0 --port-file "$dir/server.port" \
+    --log "$dir/calls.log" 2>"$dir/server.err" &
+  ECHO_PID=$!
+  # The server writes its port once it accepts calls: wait for that, 10 s at most.
+  for _ in $(seq 100); do
+    [ -s "$dir/server.port" ] && break
+    kill -0 "$ECHO_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  ECHO_PORT=$(cat "$dir/server.port" 2>/dev/null)
+  if [ -z "$ECHO_PORT" ]; then
+    echo "echo-server did not start within 10 s:" >&2
+    cat "$dir/server.err" >&2
+    return 1
+  fi
+}
+
+echo_server_stop() {
+  local _
+  [ -n "${ECHO_PID:-}" ] || return 0
+  kill "$ECHO_PID" 2>/dev/null
+  for _ in $(seq 50); do
+    kill -0 "$ECHO_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -9 "$ECHO_PID" 2>/dev/null
+  wait "$ECHO_PID" 2>/dev/null
+  ECHO_PID=
+}
