@@ -8,9 +8,9 @@ $(BENCH_DIR)/unary: bench/unary.cc
 $(BENCH_DIR)/fork-latency: bench/fork_latency.cc
 $(BENCH_DIR)/first-rpc: bench/first_rpc.cc
 
-$(BENCH_PROGS): bench/bench_common.h $(ECHO_OBJS)
+$(BENCH_PROGS): bench/bench_common.h demo/status_name.h $(ECHO_OBJS)
 	@mkdir -p $(@D)
-	$(CXX) $(GRPCXX_CFLAGS) -Ibench -o $@ $(filter %.cc,$^) $(ECHO_OBJS) $(GRPCXX_LIBS)
+	$(CXX) $(GRPCXX_CFLAGS) -Ibench -Idemo -o $@ $(filter %.cc,$^) $(ECHO_OBJS) $(GRPCXX_LIBS)
 
 bench:
 	@scripts/ensure-deps bench

@@ -16,6 +16,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "echo.grpc.pb.h"
+#include "status_name.h"
 
 namespace bench {
 
@@ -50,15 +51,6 @@ inline grpc::Status Say(Echo::Stub* stub, const std::string& tag, int64_t deadli
   return stub->Say(&ctx, req, &reply);
 }
 
-inline const char* CodeName(grpc::StatusCode code) {
-  static const char* const kNames[] = {
-      "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-      "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-      "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-      "UNAUTHENTICATED"};  // grpc::StatusCode's values 0..16, in order
-  unsigned i = static_cast<unsigned>(code);
-  return i < sizeof kNames / sizeof kNames[0] ? kNames[i] : "UNKNOWN_CODE";
-}
 
 // "CODE: message" with spaces replaced, so it stays one key=value token.
 inline std::string Describe(const grpc::Status& s) {

@@ -35,12 +35,7 @@ fi
 tmp=$(mktemp -d)
 . "$(dirname "$0")/../scripts/echo-server.sh"
 ECHO_SERVER_BIN=$SERVER
-cleanup() {
-  echo_server_stop
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+echo_server_stop_on_exit "$tmp"
 
 # Where the client runs relative to the server decides unary throughput on a
 # small VM far more than anything else (about 28k RPCs/s on the server's CPU,

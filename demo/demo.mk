@@ -7,7 +7,7 @@ $(ECHO_SERVER): demo/echo_server.cc $(ECHO_OBJS)
 # An ordinary forking grpc++ client; it knows nothing of the shim.
 FORK_DEMO := $(BUILD)/fork-demo
 
-$(FORK_DEMO): demo/fork_demo.cc $(ECHO_OBJS)
+$(FORK_DEMO): demo/fork_demo.cc demo/status_name.h $(ECHO_OBJS)
 	$(CXX) $(GRPCXX_CFLAGS) -o $@ $< $(ECHO_OBJS) $(GRPCXX_LIBS)
 
 # `make demo`: the same client without and with the shim, side by side.

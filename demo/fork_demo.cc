@@ -30,6 +30,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "echo.grpc.pb.h"
+#include "status_name.h"
 
 using forksafe::echo::Echo;
 using forksafe::echo::SayReply;
@@ -48,15 +49,6 @@ struct Counts {
   int total = 0;
 };
 
-const char* CodeName(grpc::StatusCode code) {
-  static const char* const kNames[] = {
-      "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-      "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-      "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-      "UNAUTHENTICATED"};  // grpc::StatusCode's values 0..16, in order
-  unsigned i = static_cast<unsigned>(code);
-  return i < sizeof kNames / sizeof kNames[0] ? kNames[i] : "UNKNOWN_CODE";
-}
 
 // Makes one RPC and prints the outcome as one line, e.g.
 //   parent (pid 812): RPC 1 before fork, original channel ........ ok  1.9 ms  (server saw ipv4:127.0.0.1:40162)

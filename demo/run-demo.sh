@@ -25,12 +25,7 @@ done
 tmp=$(mktemp -d)
 . "$(dirname "$0")/../scripts/echo-server.sh"
 ECHO_SERVER_BIN=$SERVER
-cleanup() {
-  echo_server_stop
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+echo_server_stop_on_exit "$tmp"
 
 # The server picks a free port and writes it to a file once it accepts calls.
 echo_server_start "$tmp" || exit 2

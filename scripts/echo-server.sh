@@ -8,6 +8,9 @@
 #   echo_server_stop
 #       SIGTERM (the server shuts down gracefully), SIGKILL if it is still
 #       there 5 s later.
+#   echo_server_stop_on_exit DIR
+#       arranges for the server to be stopped and DIR removed when the
+#       script exits, also on SIGINT and SIGTERM.
 
 echo_server_start() {
   local dir=$1 _
@@ -41,4 +44,10 @@ echo_server_stop() {
   kill -9 "$ECHO_PID" 2>/dev/null
   wait "$ECHO_PID" 2>/dev/null
   ECHO_PID=
+}
+
+echo_server_stop_on_exit() {
+  # shellcheck disable=SC2064 # DIR is expanded now, on purpose
+  trap "echo_server_stop; rm -rf '$1'" EXIT
+  trap 'exit 130' INT TERM
 }
