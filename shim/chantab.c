@@ -4,11 +4,13 @@
 #include "rbtree.h"
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "chanargs.h"
 #include "log.h"
+#include "stats.h"
 
 /* Credentials the table keeps alive. gRPC's C API has no way to take a
  * reference, so the application's own releases are deferred instead: the
@@ -39,6 +41,7 @@ struct chan {
 	unsigned generation; /* in which the handle was created */
 	grpc_channel *repl;  /* valid only when repl_gen is the current generation; */
 	unsigned repl_gen;   /* one from an ancestor is inherited and left alone */
+	unsigned audit_gen;  /* the generation that last reported using it (audit) */
 	LIST_HEAD(, regcall) regcalls;
 };
 
@@ -166,6 +169,7 @@ void fs_chantab_track(grpc_channel *channel, const char *target, grpc_channel_cr
 	RB_INSERT(chan_tree, &chans, c);
 	nchans++;
 	pthread_mutex_unlock(&lock);
+	fs_stat_add(channels, 1);
 
 	if (old != NULL)
 		free_chan(old, old_drop);
@@ -217,7 +221,7 @@ static grpc_channel *make_replacement(const struct chan *c, unsigned generation)
 
 	if (view == NULL)
 		return NULL;
-	r = ops.create(c->target, c->cred != NULL ? c->cred->creds : NULL, view);
+	r = ops.stand_in(c->target, c->cred != NULL ? c->cred->creds : NULL, view);
 	fs_chanargs_free_view(view);
 	return r;
 }
@@ -259,8 +263,9 @@ grpc_channel *fs_chantab_route(grpc_channel *channel, unsigned generation)
 		c->repl = r;
 		c->repl_gen = generation;
 		/* Logged under the lock: the entry may be untracked as soon as it drops. */
-		fs_log(FS_INFO, "channel to %s: inherited from generation %u, using a replacement", c->target,
-		       from);
+		fs_log(FS_INFO, "channel to %s: inherited from generation %u; %s", c->target, from,
+		       ops.stand_in_words != NULL ? ops.stand_in_words : "using a stand-in");
+		fs_stat_add(replaced, 1);
 	}
 	pthread_mutex_unlock(&lock);
 
@@ -334,6 +339,38 @@ void fs_chantab_untrack(grpc_channel *channel, unsigned generation)
 		ops.destroy(repl);
 	fs_log(FS_DEBUG, "channel %p to %s forgotten", (void *)channel, c->target);
 	free_chan(c, drop);
+}
+
+bool fs_chantab_note_inherited_use(grpc_channel *channel, unsigned generation, char *target, size_t size)
+{
+	struct chan *c;
+	bool first = false;
+
+	pthread_mutex_lock(&lock);
+	c = find_chan(channel);
+	if (c != NULL && c->generation < generation && c->audit_gen != generation) {
+		c->audit_gen = generation;
+		snprintf(target, size, "%s", c->target);
+		first = true;
+	}
+	pthread_mutex_unlock(&lock);
+	return first;
+}
+
+bool fs_chantab_inherited_target(const char *target, unsigned generation)
+{
+	struct chan *c;
+	bool found = false;
+
+	pthread_mutex_lock(&lock);
+	RB_FOREACH(c, chan_tree, &chans) {
+		if (c->generation < generation && strcmp(c->target, target) == 0) {
+			found = true;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&lock);
+	return found;
 }
 
 bool fs_chantab_defer_release(grpc_channel_credentials *creds)

@@ -13,12 +13,15 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 
-/* The gRPC functions the table calls (the real ones; fakes in unit tests). */
+/* The gRPC functions the table calls (the real ones; fakes in unit tests).
+ * `stand_in` makes what calls on an inherited channel go to: a replacement
+ * (policy reconnect) or a channel whose calls fail at once (policy close). */
 struct fs_chan_ops {
-	grpc_channel *(*create)(const char *target, grpc_channel_credentials *creds, const grpc_channel_args *args);
+	grpc_channel *(*stand_in)(const char *target, grpc_channel_credentials *creds, const grpc_channel_args *args);
 	void (*destroy)(grpc_channel *channel);
 	void *(*register_call)(grpc_channel *channel, const char *method, const char *host, void *reserved);
 	void (*creds_release)(grpc_channel_credentials *creds);
+	const char *stand_in_words; /* for the log: what the stand-in does */
 };
 
 void fs_chantab_set_ops(const struct fs_chan_ops *ops);
@@ -32,7 +35,7 @@ void fs_chantab_track(grpc_channel *channel, const char *target, grpc_channel_cr
 void fs_chantab_note_registered(grpc_channel *channel, void *registered, const char *method, const char *host);
 
 /* The channel a call on `channel` must use in `generation`: the channel itself
- * if it was created in this generation or is unknown, else its replacement,
+ * if it was created in this generation or is unknown, else its stand-in,
  * created on first use with the same target, arguments and credentials. */
 grpc_channel *fs_chantab_route(grpc_channel *channel, unsigned generation);
 
@@ -53,6 +56,13 @@ void fs_chantab_lock(void);
 void fs_chantab_unlock(void);
 void fs_chantab_child_reset_lock(void);
 size_t fs_chantab_count_locked(void);
+
+/* Audit mode. The first call in `generation` on an inherited channel: true
+ * once per channel and generation, with its target copied to `target`. */
+bool fs_chantab_note_inherited_use(grpc_channel *channel, unsigned generation, char *target, size_t size);
+/* True when a channel to `target` was inherited (made in an earlier
+ * generation): a new one made now would share its connection. */
+bool fs_chantab_inherited_target(const char *target, unsigned generation);
 
 /* For tests and statistics. */
 size_t fs_chantab_count(void);

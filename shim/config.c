@@ -11,6 +11,8 @@ struct fs_config fs_cfg = { .mode = FS_MODE_RECONNECT, .log_level = FS_WARN };
 
 static const struct fs_choice mode_choices[] = {
 	{ "reconnect", FS_MODE_RECONNECT },
+	{ "close", FS_MODE_CLOSE },
+	{ "audit", FS_MODE_AUDIT },
 	{ "off", FS_MODE_OFF },
 	{ NULL, 0 },
 };
@@ -24,6 +26,7 @@ void fs_config_defaults(struct fs_config *cfg)
 	cfg->mode = FS_MODE_RECONNECT;
 	cfg->log_level = FS_WARN;
 	cfg->allow_untested = false;
+	cfg->log_file = NULL;
 }
 
 static const char *choice_name(const struct fs_choice *choices, int value)
@@ -102,6 +105,11 @@ void fs_config_load(struct fs_config *cfg, fs_getenv_fn get)
 			cfg->log_level = fs_parse_choice("GRPC_FORKSAFE_LOG", v, level_choices, FS_WARN);
 	}
 	fs_log_level = cfg->log_level;
+	/* Opened before anything else is reported, so that it all goes there. */
+	if ((v = get("GRPC_FORKSAFE_LOG_FILE")) != NULL && *v != '\0') {
+		cfg->log_file = v;
+		fs_log_open_file(v);
+	}
 	if ((v = get("GRPC_FORKSAFE_MODE")) != NULL && *v != '\0')
 		cfg->mode = fs_parse_choice("GRPC_FORKSAFE_MODE", v, mode_choices, FS_MODE_RECONNECT);
 	if ((v = get("GRPC_FORKSAFE_ALLOW_UNTESTED")) != NULL && *v != '\0')

@@ -7,13 +7,22 @@
 
 enum fs_mode {
 	FS_MODE_OFF,       /* pure pass-through */
-	FS_MODE_RECONNECT, /* inherited channels are redirected to replacements */
+	FS_MODE_AUDIT,     /* behave as without the shim, report what forks inherit */
+	FS_MODE_RECONNECT, /* calls on inherited channels go to replacements */
+	FS_MODE_CLOSE,     /* calls on inherited channels fail at once */
 };
+
+/* The modes in which the shim changes what happens at a fork. */
+static inline bool fs_mode_acts(enum fs_mode m)
+{
+	return m == FS_MODE_RECONNECT || m == FS_MODE_CLOSE;
+}
 
 struct fs_config {
 	enum fs_mode mode;
 	int log_level;       /* enum fs_level */
 	bool allow_untested; /* act on a gRPC core version the shim was not tested with */
+	const char *log_file; /* append log lines here instead of stderr */
 };
 
 /* How settings are read: secure_getenv in the shim, a table in the tests. */

@@ -23,12 +23,14 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "calls.h"
 #include "chantab.h"
 #include "config.h"
 #include "fdreg.h"
 #include "forkables.h"
 #include "grpclib.h"
 #include "log.h"
+#include "stats.h"
 
 unsigned fs_generation;
 
@@ -45,11 +47,13 @@ enum core_outcome {
 /* One fork in flight per thread; what the parent's log line needs. */
 struct fork_record {
 	bool active;
+	bool acts; /* not just auditing */
 	bool in_fork_hook;
 	bool log_pending;
 	enum core_outcome core;
 	size_t channels;
 	size_t grpc_fds;
+	size_t calls;
 	unsigned generation;
 	int core_block; /* -1 not called, 0 refused, 1 blocked */
 };
@@ -119,14 +123,24 @@ static void log_parent(pid_t child)
 	enum fs_level level = fork_level();
 	char who[48];
 
+	if (!rec.acts) {
+		/* Audit: only forks that carry gRPC state across are worth a line. */
+		if (rec.channels == 0 && rec.calls == 0)
+			return;
+		level = FS_WARN;
+	}
 	if ((int)level > fs_log_level)
 		return; /* nothing formatted for a line nobody sees */
 	if (child > 0)
 		snprintf(who, sizeof(who), "%d", (int)child);
 	else
-		snprintf(who, sizeof(who), "(pid unknown: forked inside libc)");
-	fs_log(level, "fork: child %s is generation %u; %zu channels, %zu gRPC fds; %s", who, rec.generation + 1,
-	       rec.channels, rec.grpc_fds, core_words(rec.core));
+		snprintf(who, sizeof(who), "? (forked inside libc)");
+	if (!rec.acts)
+		fs_log(level, "audit: fork: child %s inherits %zu live channels and %zu calls in flight", who,
+		       rec.channels, rec.calls);
+	else
+		fs_log(level, "fork: child %s is generation %u; %zu channels, %zu gRPC fds; %s", who,
+		       rec.generation + 1, rec.channels, rec.grpc_fds, core_words(rec.core));
 }
 
 void fs_fork_prepare(void)
@@ -135,13 +149,19 @@ void fs_fork_prepare(void)
 	rec.log_pending = false;
 	if (!rec.active)
 		return;
+	rec.acts = fs_mode_acts(fs_cfg.mode);
+	rec.core = CORE_NOT_IN_USE;
 	pthread_mutex_lock(&fork_lock);
-	fs_forkables_prepare();
-	rec.core = core_prefork();
+	if (rec.acts) {
+		fs_forkables_prepare();
+		rec.core = core_prefork();
+	}
 	fs_forkables_lock();
 	fs_chantab_lock();
+	fs_calls_lock();
 	fs_fdreg_lock();
 	rec.channels = fs_chantab_count_locked();
+	rec.calls = fs_calls_count_locked();
 	rec.grpc_fds = fs_fdreg_live_locked();
 	rec.generation = fs_generation;
 }
@@ -151,12 +171,15 @@ void fs_fork_parent(void)
 	if (!rec.active)
 		return;
 	fs_fdreg_unlock();
+	fs_calls_unlock();
 	fs_chantab_unlock();
 	fs_forkables_unlock();
 	if (rec.core != CORE_NOT_IN_USE)
 		fs_grpc.postfork_parent();
-	fs_forkables_parent();
+	if (rec.acts)
+		fs_forkables_parent();
 	pthread_mutex_unlock(&fork_lock);
+	fs_stat_add(forks, 1);
 	if (rec.in_fork_hook)
 		rec.log_pending = true; /* fork()'s hook logs it, with the pid */
 	else
@@ -175,21 +198,27 @@ void fs_fork_child(void)
 	pthread_mutex_init(&fork_lock, NULL);
 	fs_forkables_child_reset_lock();
 	fs_chantab_child_reset_lock();
+	fs_calls_child_reset_lock();
 	fs_fdreg_child_reset_lock();
+	fs_stats_child();
 	fs_generation++;
 	/* Before core's own child handler: it closes the descriptors it tracked,
 	 * and those closes must find dead placeholders, never the parent's
 	 * sockets. The registry keeps the numbers taken (see fs_fdreg_close). */
-	if (fs_grpc_state() == FS_GRPC_ACTIVE)
+	if (rec.acts && fs_grpc_state() == FS_GRPC_ACTIVE)
 		neutralised = fs_fdreg_neutralise_locked();
+	fs_stat_add(neutralised, neutralised);
 	fs_fdreg_unlock();
+	fs_calls_unlock();
 	fs_chantab_unlock();
 	fs_forkables_unlock();
 	if (rec.core != CORE_NOT_IN_USE)
 		fs_grpc.postfork_child();
+	if (!rec.acts)
+		return;
 	fs_forkables_child();
-	fs_log(fork_level(), "child: generation %u, %u inherited gRPC fds neutralised; %s", fs_generation, neutralised,
-	       core_words(rec.core));
+	fs_log(fork_level(), "child: generation %u, %u inherited gRPC fds neutralised; %s", fs_generation,
+	       neutralised, core_words(rec.core));
 }
 
 void fs_fork_hook_enter(void)

@@ -25,6 +25,17 @@ struct fs_grpc {
 	void *(*channel_register_call)(grpc_channel *, const char *, const char *, void *);
 	void (*channel_credentials_release)(grpc_channel_credentials *);
 	void (*server_add_channel_from_fd)(grpc_server *, int, grpc_server_credentials *);
+	grpc_channel *(*lame_client_channel_create)(const char *, grpc_status_code, const char *);
+	grpc_connectivity_state (*channel_check_connectivity_state)(grpc_channel *, int);
+	void (*channel_watch_connectivity_state)(grpc_channel *, grpc_connectivity_state, gpr_timespec,
+						 grpc_completion_queue *, void *);
+	int (*channel_num_external_connectivity_watchers)(grpc_channel *);
+	int (*channel_support_connectivity_watcher)(grpc_channel *);
+	char *(*channel_get_target)(grpc_channel *);
+	void (*channel_get_info)(grpc_channel *, const grpc_channel_info *);
+	void (*channel_reset_connect_backoff)(grpc_channel *);
+	void (*call_ref)(grpc_call *);
+	void (*call_unref)(grpc_call *);
 	/* Core's fork support (C++ functions in libgrpc and libgpr). */
 	void (*prefork)(void);
 	void (*postfork_parent)(void);

@@ -23,7 +23,7 @@
 
 static bool tracked_caller(const void *caller)
 {
-	return fs_cfg.mode != FS_MODE_OFF && fs_grpc_state() != FS_GRPC_PASSTHROUGH && fs_owner_is_grpc(caller);
+	return fs_mode_acts(fs_cfg.mode) && fs_grpc_state() != FS_GRPC_PASSTHROUGH && fs_owner_is_grpc(caller);
 }
 
 /* Creation and registration happen under the registry lock, which the fork

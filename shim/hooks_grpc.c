@@ -1,13 +1,17 @@
 /*
- * The interposed gRPC core API: channel creation and destruction feed the
- * channel table; calls on a channel inherited from an earlier fork generation
- * are sent to its replacement. In the process that never forked (generation
- * 0) no channel can be inherited, so the call hooks cost one comparison.
+ * The interposed gRPC core API. Channel creation and destruction feed the
+ * channel table; every function that takes a channel sends a call on a
+ * channel inherited from an earlier fork generation to its stand-in (policy
+ * reconnect or close), or reports it (policy audit). In the process that never
+ * forked (generation 0) nothing can be inherited, so these hooks cost one
+ * comparison on the RPC path.
  */
-#include <stdatomic.h>
+#include <stdio.h>
 
+#include "calls.h"
 #include "chanargs.h"
 #include "chantab.h"
+#include "config.h"
 #include "fdreg.h"
 #include "forkpath.h"
 #include "grpclib.h"
@@ -23,30 +27,58 @@ static void missing(const char *name)
 	fs_log(FS_ERROR, "%s: the installed libgrpc has no such function", name);
 }
 
+#define REAL(fn, name, ...)                                                                                 \
+	do {                                                                                                \
+		if (__builtin_expect(fs_grpc.fn == NULL, 0) && (fs_grpc_ensure(), fs_grpc.fn == NULL)) {    \
+			missing(name);                                                                      \
+			return __VA_ARGS__;                                                                 \
+		}                                                                                           \
+	} while (0)
+
+static void audit_use(grpc_channel *channel)
+{
+	char target[256];
+
+	if (fs_chantab_note_inherited_use(channel, fs_generation, target, sizeof(target)))
+		fs_log(FS_WARN, "audit: inherited channel to %s used in this child", target);
+}
+
+/* The channel a call on `channel` must use in this process. */
+static grpc_channel *here(grpc_channel *channel)
+{
+	if (__builtin_expect(fs_generation == 0, 1) || !fs_grpc_ensure())
+		return channel;
+	if (fs_cfg.mode == FS_MODE_AUDIT) {
+		audit_use(channel);
+		return channel;
+	}
+	return fs_chantab_route(channel, fs_generation);
+}
+
 EXPORT void grpc_init(void)
 {
 	fs_grpc_ensure();
-	if (fs_grpc.init == NULL)
-		return missing("grpc_init");
+	REAL(init, "grpc_init");
 	fs_grpc.init();
 }
 
 EXPORT grpc_channel *grpc_channel_create(const char *target, grpc_channel_credentials *creds,
 					 const grpc_channel_args *args)
 {
-	unsigned gen;
+	unsigned gen = fs_generation;
 	grpc_channel_args *view = NULL;
 	grpc_channel *channel;
+	bool active = fs_grpc_ensure();
 
-	if (!fs_grpc_ensure()) {
-		if (fs_grpc.channel_create == NULL)
-			return missing("grpc_channel_create"), NULL;
+	REAL(channel_create, "grpc_channel_create", NULL);
+	if (!active)
 		return fs_grpc.channel_create(target, creds, args);
-	}
-	gen = fs_generation;
+	if (gen > 0 && fs_cfg.mode == FS_MODE_AUDIT && target != NULL && fs_chantab_inherited_target(target, gen))
+		fs_log(FS_WARN, "audit: new channel to %s in this child would share the connection of an inherited "
+				"channel", target);
 	/* In a forked generation, keep the new channel off connections an ancestor
-	 * made (see FS_GENERATION_ARG). */
-	if (gen > 0)
+	 * made (see FS_GENERATION_ARG). Audit mode changes nothing. */
+	if (gen > 0 && fs_mode_acts(fs_cfg.mode))
 		view = fs_chanargs_with_generation(args, gen);
 	channel = fs_grpc.channel_create(target, creds, view != NULL ? view : args);
 	fs_chanargs_free_view(view);
@@ -60,12 +92,11 @@ EXPORT grpc_channel *grpc_channel_create_from_fd(const char *target, int fd, grp
 {
 	bool active = fs_grpc_ensure();
 
-	if (fs_grpc.channel_create_from_fd == NULL)
-		return missing("grpc_channel_create_from_fd"), NULL;
+	REAL(channel_create_from_fd, "grpc_channel_create_from_fd", NULL);
 	/* The descriptor is gRPC's from now on: a child must not write to it. Such
 	 * a channel cannot be recreated, so it is not in the channel table; in a
 	 * child its calls fail cleanly on the neutralised descriptor. */
-	if (active)
+	if (active && fs_mode_acts(fs_cfg.mode))
 		fs_fdreg_adopt(fd, FS_FD_SOCKET);
 	return fs_grpc.channel_create_from_fd(target, fd, creds, args);
 }
@@ -74,9 +105,8 @@ EXPORT void grpc_server_add_channel_from_fd(grpc_server *server, int fd, grpc_se
 {
 	bool active = fs_grpc_ensure();
 
-	if (fs_grpc.server_add_channel_from_fd == NULL)
-		return missing("grpc_server_add_channel_from_fd");
-	if (active)
+	REAL(server_add_channel_from_fd, "grpc_server_add_channel_from_fd");
+	if (active && fs_mode_acts(fs_cfg.mode))
 		fs_fdreg_adopt(fd, FS_FD_SOCKET);
 	fs_grpc.server_add_channel_from_fd(server, fd, creds);
 }
@@ -85,8 +115,7 @@ EXPORT void grpc_channel_destroy(grpc_channel *channel)
 {
 	if (fs_grpc_ensure())
 		fs_chantab_untrack(channel, fs_generation);
-	if (fs_grpc.channel_destroy == NULL)
-		return missing("grpc_channel_destroy");
+	REAL(channel_destroy, "grpc_channel_destroy");
 	fs_grpc.channel_destroy(channel);
 }
 
@@ -94,8 +123,7 @@ EXPORT void grpc_channel_credentials_release(grpc_channel_credentials *creds)
 {
 	if (fs_grpc_ensure() && creds != NULL && fs_chantab_defer_release(creds))
 		return;
-	if (fs_grpc.channel_credentials_release == NULL)
-		return missing("grpc_channel_credentials_release");
+	REAL(channel_credentials_release, "grpc_channel_credentials_release");
 	fs_grpc.channel_credentials_release(creds);
 }
 
@@ -105,28 +133,27 @@ EXPORT void *grpc_channel_register_call(grpc_channel *channel, const char *metho
 	bool active = fs_grpc_ensure();
 	void *registered;
 
-	if (fs_grpc.channel_register_call == NULL)
-		return missing("grpc_channel_register_call"), NULL;
+	REAL(channel_register_call, "grpc_channel_register_call", NULL);
 	registered = fs_grpc.channel_register_call(channel, method, host, reserved);
 	if (active && registered != NULL)
 		fs_chantab_note_registered(channel, registered, method, host);
 	return registered;
 }
 
-/* The RPC path. fs_generation is 0 in a process that never forked: no lock,
- * no lookup. */
+/* The RPC path. */
 EXPORT grpc_call *grpc_channel_create_call(grpc_channel *channel, grpc_call *parent_call,
 					   uint32_t propagation_mask, grpc_completion_queue *cq,
 					   grpc_slice method, const grpc_slice *host, gpr_timespec deadline,
 					   void *reserved)
 {
-	if (__builtin_expect(fs_generation != 0, 0) && fs_grpc_ensure())
-		channel = fs_chantab_route(channel, fs_generation);
-	if (__builtin_expect(fs_grpc.channel_create_call == NULL, 0) &&
-	    (fs_grpc_ensure(), fs_grpc.channel_create_call == NULL))
-		return missing("grpc_channel_create_call"), NULL;
-	return fs_grpc.channel_create_call(channel, parent_call, propagation_mask, cq, method, host, deadline,
-					   reserved);
+	grpc_call *call;
+
+	REAL(channel_create_call, "grpc_channel_create_call", NULL);
+	call = fs_grpc.channel_create_call(here(channel), parent_call, propagation_mask, cq, method, host,
+					   deadline, reserved);
+	if (__builtin_expect(fs_cfg.mode == FS_MODE_AUDIT, 0))
+		fs_calls_created(call);
+	return call;
 }
 
 EXPORT grpc_call *grpc_channel_create_registered_call(grpc_channel *channel, grpc_call *parent_call,
@@ -135,13 +162,81 @@ EXPORT grpc_call *grpc_channel_create_registered_call(grpc_channel *channel, grp
 						      void *registered_call_handle, gpr_timespec deadline,
 						      void *reserved)
 {
-	if (__builtin_expect(fs_generation != 0, 0) && fs_grpc_ensure())
-		channel = fs_chantab_route_registered(channel, &registered_call_handle, fs_generation);
-	if (__builtin_expect(fs_grpc.channel_create_registered_call == NULL, 0) &&
-	    (fs_grpc_ensure(), fs_grpc.channel_create_registered_call == NULL))
-		return missing("grpc_channel_create_registered_call"), NULL;
-	return fs_grpc.channel_create_registered_call(channel, parent_call, propagation_mask, completion_queue,
+	grpc_call *call;
+
+	REAL(channel_create_registered_call, "grpc_channel_create_registered_call", NULL);
+	if (__builtin_expect(fs_generation != 0, 0) && fs_grpc_ensure()) {
+		if (fs_cfg.mode == FS_MODE_AUDIT)
+			audit_use(channel);
+		else
+			channel = fs_chantab_route_registered(channel, &registered_call_handle, fs_generation);
+	}
+	call = fs_grpc.channel_create_registered_call(channel, parent_call, propagation_mask, completion_queue,
 						      registered_call_handle, deadline, reserved);
+	if (__builtin_expect(fs_cfg.mode == FS_MODE_AUDIT, 0))
+		fs_calls_created(call);
+	return call;
+}
+
+/* Call references: counted in audit mode only, to report calls in flight. */
+EXPORT void grpc_call_ref(grpc_call *call)
+{
+	REAL(call_ref, "grpc_call_ref");
+	if (__builtin_expect(fs_cfg.mode == FS_MODE_AUDIT, 0))
+		fs_calls_ref(call);
+	fs_grpc.call_ref(call);
+}
+
+EXPORT void grpc_call_unref(grpc_call *call)
+{
+	REAL(call_unref, "grpc_call_unref");
+	if (__builtin_expect(fs_cfg.mode == FS_MODE_AUDIT, 0))
+		fs_calls_unref(call);
+	fs_grpc.call_unref(call);
+}
+
+/* The rest of the channel API: the same routing as calls. */
+EXPORT grpc_connectivity_state grpc_channel_check_connectivity_state(grpc_channel *channel, int try_to_connect)
+{
+	REAL(channel_check_connectivity_state, "grpc_channel_check_connectivity_state", GRPC_CHANNEL_SHUTDOWN);
+	return fs_grpc.channel_check_connectivity_state(here(channel), try_to_connect);
+}
+
+EXPORT void grpc_channel_watch_connectivity_state(grpc_channel *channel, grpc_connectivity_state last_observed,
+						  gpr_timespec deadline, grpc_completion_queue *cq, void *tag)
+{
+	REAL(channel_watch_connectivity_state, "grpc_channel_watch_connectivity_state");
+	fs_grpc.channel_watch_connectivity_state(here(channel), last_observed, deadline, cq, tag);
+}
+
+EXPORT int grpc_channel_num_external_connectivity_watchers(grpc_channel *channel)
+{
+	REAL(channel_num_external_connectivity_watchers, "grpc_channel_num_external_connectivity_watchers", 0);
+	return fs_grpc.channel_num_external_connectivity_watchers(here(channel));
+}
+
+EXPORT int grpc_channel_support_connectivity_watcher(grpc_channel *channel)
+{
+	REAL(channel_support_connectivity_watcher, "grpc_channel_support_connectivity_watcher", 0);
+	return fs_grpc.channel_support_connectivity_watcher(here(channel));
+}
+
+EXPORT char *grpc_channel_get_target(grpc_channel *channel)
+{
+	REAL(channel_get_target, "grpc_channel_get_target", NULL);
+	return fs_grpc.channel_get_target(here(channel));
+}
+
+EXPORT void grpc_channel_get_info(grpc_channel *channel, const grpc_channel_info *info)
+{
+	REAL(channel_get_info, "grpc_channel_get_info");
+	fs_grpc.channel_get_info(here(channel), info);
+}
+
+EXPORT void grpc_channel_reset_connect_backoff(grpc_channel *channel)
+{
+	REAL(channel_reset_connect_backoff, "grpc_channel_reset_connect_backoff");
+	fs_grpc.channel_reset_connect_backoff(here(channel));
 }
 
 /* grpc_core::Fork::BlockExecCtx (libgpr), called by core's grpc_prefork. Its
@@ -152,8 +247,7 @@ EXPORT bool _ZN9grpc_core4Fork12BlockExecCtxEv(void)
 {
 	bool blocked;
 
-	if (fs_grpc.fork_block_exec_ctx == NULL && (fs_grpc_ensure(), fs_grpc.fork_block_exec_ctx == NULL))
-		return false; /* cannot happen: only a libgrpc that has it calls it */
+	REAL(fork_block_exec_ctx, "grpc_core::Fork::BlockExecCtx", false);
 	blocked = fs_grpc.fork_block_exec_ctx();
 	fs_fork_note_core_block(blocked);
 	return blocked;

@@ -45,6 +45,16 @@ static void table_creds_release(grpc_channel_credentials *creds)
 	fs_grpc.channel_credentials_release(creds);
 }
 
+/* Policy close: an inherited channel's calls go to a channel that fails them
+ * at once, saying why. */
+static grpc_channel *closed_stand_in(const char *target, grpc_channel_credentials *creds,
+				     const grpc_channel_args *args)
+{
+	return fs_grpc.lame_client_channel_create(target, GRPC_STATUS_UNAVAILABLE,
+						  "grpc-forksafe: this channel was inherited across fork(); "
+						  "the child must create a channel of its own");
+}
+
 static pthread_once_t grpc_once = PTHREAD_ONCE_INIT;
 
 static void grpc_once_init(void)
@@ -55,12 +65,15 @@ static void grpc_once_init(void)
 	fs_grpc_resolve();
 	if (fs_grpc_state() != FS_GRPC_ACTIVE)
 		return;
-	ops.create = fs_grpc.channel_create;
+	ops.stand_in = fs_cfg.mode == FS_MODE_CLOSE ? closed_stand_in : fs_grpc.channel_create;
+	ops.stand_in_words = fs_cfg.mode == FS_MODE_CLOSE ? "its calls fail (policy close)"
+							    : "its calls go to a replacement channel";
 	ops.destroy = fs_grpc.channel_destroy;
 	ops.register_call = fs_grpc.channel_register_call;
 	ops.creds_release = table_creds_release;
 	fs_chantab_set_ops(&ops);
-	if (fs_cfg.mode == FS_MODE_OFF)
+	/* Audit mode must behave exactly as without the shim. */
+	if (!fs_mode_acts(fs_cfg.mode))
 		return;
 	fs_experiments_init();
 	/* Core reads GRPC_ENABLE_FORK_SUPPORT once, in its first grpc_init; setting

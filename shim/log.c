@@ -1,14 +1,41 @@
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <bsd/stdlib.h>
 #include <unistd.h>
 
 int fs_log_level = FS_WARN;
 
+/* Where lines go, and what that descriptor was when opened: a program may
+ * close every descriptor and reuse the number for a socket, and a log line
+ * must never land there. */
+static int log_fd = STDERR_FILENO;
+static dev_t log_dev;
+static ino_t log_ino;
+
+/* Log files live on a high number, out of the way of programs that expect the
+ * lowest free ones. */
+#define LOG_FD_FLOOR 100
+
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
+
+/* The log file while it is still the one opened; stderr otherwise. */
+static int target_fd(void)
+{
+	struct stat st;
+
+	if (log_fd == STDERR_FILENO)
+		return log_fd;
+	if (fstat(log_fd, &st) == 0 && st.st_dev == log_dev && st.st_ino == log_ino)
+		return log_fd;
+	log_fd = STDERR_FILENO;
+	return log_fd;
+}
 
 void fs_log_emit(enum fs_level level, const char *fmt, ...)
 {
@@ -30,8 +57,31 @@ void fs_log_emit(enum fs_level level, const char *fmt, ...)
 	if (used > sizeof(line) - 1)
 		used = sizeof(line) - 1; /* truncated: keep the newline */
 	line[used++] = '\n';
-	/* A short write to stderr is not worth retrying: the host program's output matters more. */
-	if (write(STDERR_FILENO, line, used) < 0) {
+	/* A short write is not worth retrying: the host program's output matters more. */
+	if (write(target_fd(), line, used) < 0) {
 	}
 	errno = saved;
+}
+
+void fs_log_open_file(const char *path)
+{
+	struct stat st;
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	int high;
+
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		fs_log(FS_WARN, "GRPC_FORKSAFE_LOG_FILE=\"%s\" cannot be opened (%s); logging to stderr", path,
+		       strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	high = fcntl(fd, F_DUPFD_CLOEXEC, LOG_FD_FLOOR);
+	if (high >= 0) {
+		close(fd);
+		fd = high;
+	}
+	log_dev = st.st_dev;
+	log_ino = st.st_ino;
+	log_fd = fd;
 }

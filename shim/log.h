@@ -19,4 +19,10 @@ extern int fs_log_level;
  * no stdio lock, errno preserved, so it is usable on the fork path. */
 void fs_log_emit(enum fs_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Sends the lines to `path` instead of stderr: appended, created 0600, never
+ * through a symbolic link, closed on exec (an exec'd program under the shim
+ * opens it again). When it cannot be opened, one line on stderr says why and
+ * stderr stays. Children share the descriptor: their lines land there too. */
+void fs_log_open_file(const char *path);
+
 #endif

@@ -34,6 +34,12 @@ grpc_channel *grpc_channel_create(const char *target, grpc_channel_credentials *
 	return (grpc_channel *)&channels[next_channel++ % 4];
 }
 
+grpc_channel *grpc_lame_client_channel_create(const char *target, grpc_status_code error_code,
+					      const char *error_message)
+{
+	return (grpc_channel *)&channels[3];
+}
+
 void grpc_channel_destroy(grpc_channel *channel) {}
 
 grpc_call *grpc_channel_create_call(grpc_channel *channel, grpc_call *parent_call, uint32_t propagation_mask,

@@ -45,7 +45,7 @@ static void fake_release(grpc_channel_credentials *c)
 	released++;
 }
 
-static const struct fs_chan_ops fake_ops = { fake_create, fake_destroy, fake_register, fake_release };
+static const struct fs_chan_ops fake_ops = { .stand_in = fake_create, .destroy = fake_destroy, .register_call = fake_register, .creds_release = fake_release };
 
 /* Handles the "application" created (fake as well). */
 static char app_channels[4], app_creds[2], app_regs[4];
@@ -174,4 +174,21 @@ Test(chantab, racing_first_calls_agree_on_one_replacement)
 		cr_assert_eq(got[i], got[0]);
 	cr_assert_eq(made - destroyed, 1, "every losing replacement is destroyed");
 	fs_chantab_untrack(APP(2), 1);
+}
+
+Test(chantab, audit_reports_each_inherited_channel_once_per_generation)
+{
+	char target[64];
+
+	fs_chantab_track(APP(0), "dns:///svc:7", NULL, NULL, 0);
+	cr_assert_not(fs_chantab_note_inherited_use(APP(0), 0, target, sizeof(target)), "not inherited in its own");
+	cr_assert(fs_chantab_note_inherited_use(APP(0), 1, target, sizeof(target)));
+	cr_assert_str_eq(target, "dns:///svc:7");
+	cr_assert_not(fs_chantab_note_inherited_use(APP(0), 1, target, sizeof(target)), "reported twice");
+	cr_assert(fs_chantab_note_inherited_use(APP(0), 2, target, sizeof(target)), "a grandchild reports again");
+	cr_assert(fs_chantab_inherited_target("dns:///svc:7", 1));
+	cr_assert_not(fs_chantab_inherited_target("dns:///svc:7", 0));
+	cr_assert_not(fs_chantab_inherited_target("dns:///other:7", 1));
+	cr_assert_eq(made, 0, "audit must not create anything");
+	fs_chantab_untrack(APP(0), 2);
 }

@@ -6,6 +6,12 @@
 #include "log.h"
 #include "unit.h"
 
+#include <dirent.h>
+#include <sys/socket.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 static const char *env_names[8];
 static const char *env_values[8];
 
@@ -59,6 +65,14 @@ Test(config, every_documented_value_is_accepted)
 	set_env(0, "GRPC_FORKSAFE_MODE", "off");
 	fs_config_load(&cfg, fake_getenv);
 	cr_assert_eq(cfg.mode, FS_MODE_OFF);
+	set_env(0, "GRPC_FORKSAFE_MODE", "close");
+	fs_config_load(&cfg, fake_getenv);
+	cr_assert_eq(cfg.mode, FS_MODE_CLOSE);
+	set_env(0, "GRPC_FORKSAFE_MODE", "audit");
+	fs_config_load(&cfg, fake_getenv);
+	cr_assert_eq(cfg.mode, FS_MODE_AUDIT);
+	cr_assert_not(fs_mode_acts(FS_MODE_AUDIT));
+	cr_assert(fs_mode_acts(FS_MODE_CLOSE));
 	set_env(0, "GRPC_FORKSAFE_MODE", "reconnect");
 	fs_config_load(&cfg, fake_getenv);
 	cr_assert_eq(cfg.mode, FS_MODE_RECONNECT);
@@ -76,7 +90,7 @@ Test(config, bad_mode_is_one_line_naming_variable_and_choices, .init = cr_redire
 	out = unit_read_stderr();
 	cr_assert_eq(unit_count_lines(out), 1, "got: %s", out);
 	cr_assert(strstr(out, "GRPC_FORKSAFE_MODE=\"sometimes\"") != NULL, "got: %s", out);
-	cr_assert(strstr(out, "reconnect, off") != NULL, "got: %s", out);
+	cr_assert(strstr(out, "reconnect, close, audit, off") != NULL, "got: %s", out);
 	cr_assert(strstr(out, "using reconnect") != NULL, "got: %s", out);
 	cr_assert(strstr(out, "grpc-forksafe: warn: ") != NULL, "got: %s", out);
 }
@@ -131,4 +145,100 @@ Test(config, filtered_levels_print_nothing, .init = cr_redirect_stderr)
 	fs_log(FS_WARN, "hidden %d", 1);
 	fs_log(FS_ERROR, "shown %d", 2);
 	cr_assert_str_eq(strstr(unit_read_stderr(), "grpc-forksafe"), "grpc-forksafe: error: shown 2\n");
+}
+
+/* The descriptor the log went to: the one open on `path`. */
+static int fd_open_on(const char *path)
+{
+	char link[64], target[512];
+	struct dirent *d;
+	DIR *dir = opendir("/proc/self/fd");
+	int found = -1;
+
+	while (dir != NULL && (d = readdir(dir)) != NULL) {
+		ssize_t n;
+
+		snprintf(link, sizeof(link), "/proc/self/fd/%s", d->d_name);
+		n = readlink(link, target, sizeof(target) - 1);
+		if (n > 0) {
+			target[n] = '\0';
+			if (strcmp(target, path) == 0)
+				found = atoi(d->d_name);
+		}
+	}
+	if (dir != NULL)
+		closedir(dir);
+	return found;
+}
+
+Test(config, log_file_is_appended_private_and_closed_on_exec)
+{
+	char dir[] = "/tmp/forksafe-log-XXXXXX", path[128], buf[256];
+	struct fs_config cfg;
+	struct stat st;
+	int fd;
+	FILE *f;
+
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/log", dir);
+	set_env(0, "GRPC_FORKSAFE_LOG_FILE", path);
+	fs_config_load(&cfg, fake_getenv);
+	fs_log(FS_WARN, "first %d", 1);
+	fs_log(FS_WARN, "second %d", 2);
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq(st.st_mode & 0777, 0600);
+	fd = fd_open_on(path);
+	cr_assert_geq(fd, 100, "the log descriptor should sit out of the way, got %d", fd);
+	cr_assert(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+	cr_assert(fcntl(fd, F_GETFL) & O_APPEND);
+	f = fopen(path, "r");
+	cr_assert_not_null(f);
+	buf[fread(buf, 1, sizeof(buf) - 1, f)] = '\0';
+	fclose(f);
+	cr_assert(strstr(buf, "warn: first 1\n") != NULL && strstr(buf, "warn: second 2\n") != NULL, "got: %s", buf);
+}
+
+Test(config, log_file_through_a_symlink_is_refused, .init = cr_redirect_stderr)
+{
+	char dir[] = "/tmp/forksafe-log-XXXXXX", real[128], link[128];
+	struct fs_config cfg;
+	struct stat st;
+	char *out;
+
+	reset();
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(real, sizeof(real), "%s/elsewhere", dir);
+	snprintf(link, sizeof(link), "%s/log", dir);
+	cr_assert_eq(symlink(real, link), 0);
+	set_env(0, "GRPC_FORKSAFE_LOG_FILE", link);
+	fs_config_load(&cfg, fake_getenv);
+	fs_log(FS_WARN, "after");
+	cr_assert_neq(stat(real, &st), 0, "the link was followed");
+	out = unit_read_stderr();
+	cr_assert_eq(unit_count_lines(out), 2, "got: %s", out);
+	cr_assert(strstr(out, "GRPC_FORKSAFE_LOG_FILE=") != NULL && strstr(out, "logging to stderr") != NULL, "got: %s",
+		  out);
+	cr_assert(strstr(out, "warn: after\n") != NULL, "got: %s", out);
+}
+
+Test(config, a_reused_log_descriptor_is_not_written_to, .init = cr_redirect_stderr)
+{
+	char dir[] = "/tmp/forksafe-log-XXXXXX", path[128];
+	struct fs_config cfg;
+	int fd, sv[2];
+	char buf[64];
+
+	reset();
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/log", dir);
+	set_env(0, "GRPC_FORKSAFE_LOG_FILE", path);
+	fs_config_load(&cfg, fake_getenv);
+	fd = fd_open_on(path);
+	/* The program closes the log's descriptor and the number is reused by a socket. */
+	close(fd);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	cr_assert_eq(dup2(sv[0], fd), fd);
+	fs_log(FS_WARN, "must not reach the socket");
+	cr_assert_lt(read(sv[1], buf, sizeof(buf)), 0, "a log line went to the socket");
+	cr_assert(strstr(unit_read_stderr(), "must not reach the socket") != NULL);
 }
