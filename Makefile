@@ -55,6 +55,7 @@ include tests/integration/integration.mk
 include tests/passthrough/passthrough.mk
 include demo/demo.mk
 include bench/bench.mk
+include tools/tools.mk
 
 # Everything `make test` runs; .ci/run calls exactly this.
 test:
@@ -64,6 +65,7 @@ test:
 	@$(MAKE) --no-print-directory test-passthrough
 	@$(MAKE) --no-print-directory test-integration
 	@$(MAKE) --no-print-directory test-valgrind
+	@$(MAKE) --no-print-directory test-wrapper
 
 clean:
 	rm -rf $(BUILD)
