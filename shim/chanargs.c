@@ -96,3 +96,34 @@ void fs_chanargs_free_view(grpc_channel_args *view)
 {
 	free(view);
 }
+
+static bool arg_equal(const grpc_arg *a, const grpc_arg *b)
+{
+	if (a->type != b->type || strcmp(a->key, b->key) != 0)
+		return false;
+	switch (a->type) {
+	case GRPC_ARG_STRING:
+		return strcmp(a->value.string, b->value.string) == 0;
+	case GRPC_ARG_INTEGER:
+		return a->value.integer == b->value.integer;
+	case GRPC_ARG_POINTER:
+		if (a->value.pointer.vtable != b->value.pointer.vtable)
+			return false;
+		if (a->value.pointer.vtable == NULL || a->value.pointer.vtable->cmp == NULL)
+			return a->value.pointer.p == b->value.pointer.p;
+		return a->value.pointer.vtable->cmp(a->value.pointer.p, b->value.pointer.p) == 0;
+	}
+	return false;
+}
+
+bool fs_chanargs_equal(const grpc_channel_args *a, const grpc_channel_args *b)
+{
+	size_t na = a != NULL ? a->num_args : 0, nb = b != NULL ? b->num_args : 0;
+
+	if (na != nb)
+		return false;
+	for (size_t i = 0; i < na; i++)
+		if (!arg_equal(&a->args[i], &b->args[i]))
+			return false;
+	return true;
+}

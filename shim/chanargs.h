@@ -4,6 +4,8 @@
 #ifndef FORKSAFE_CHANARGS_H
 #define FORKSAFE_CHANARGS_H
 
+#include <stdbool.h>
+
 #include <grpc/grpc.h>
 
 /* The key of the argument added to channels made in a forked generation. gRPC
@@ -18,6 +20,11 @@
  * failure too, with *ok set false. */
 grpc_channel_args *fs_chanargs_copy(const grpc_channel_args *src, int *ok);
 void fs_chanargs_free(grpc_channel_args *args);
+
+/* Equal as gRPC's subchannel pool would see them: same keys, types and values
+ * in the same order (pointer values through their vtable's cmp). NULL and an
+ * empty set are equal. */
+bool fs_chanargs_equal(const grpc_channel_args *a, const grpc_channel_args *b);
 
 /* A shallow view of `src` plus FS_GENERATION_ARG = generation, in storage the
  * caller frees with fs_chanargs_free_view. Returns NULL on allocation failure. */

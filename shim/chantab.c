@@ -357,14 +357,15 @@ bool fs_chantab_note_inherited_use(grpc_channel *channel, unsigned generation, c
 	return first;
 }
 
-bool fs_chantab_inherited_target(const char *target, unsigned generation)
+bool fs_chantab_inherited_twin(const char *target, const grpc_channel_args *args, unsigned generation)
 {
 	struct chan *c;
 	bool found = false;
 
 	pthread_mutex_lock(&lock);
 	RB_FOREACH(c, chan_tree, &chans) {
-		if (c->generation < generation && strcmp(c->target, target) == 0) {
+		if (c->generation < generation && strcmp(c->target, target) == 0 &&
+		    fs_chanargs_equal(c->args, args)) {
 			found = true;
 			break;
 		}

@@ -60,9 +60,9 @@ size_t fs_chantab_count_locked(void);
 /* Audit mode. The first call in `generation` on an inherited channel: true
  * once per channel and generation, with its target copied to `target`. */
 bool fs_chantab_note_inherited_use(grpc_channel *channel, unsigned generation, char *target, size_t size);
-/* True when a channel to `target` was inherited (made in an earlier
- * generation): a new one made now would share its connection. */
-bool fs_chantab_inherited_target(const char *target, unsigned generation);
+/* True when a channel to `target` with the same arguments was inherited (made
+ * in an earlier generation): gRPC would give a new one its connection. */
+bool fs_chantab_inherited_twin(const char *target, const grpc_channel_args *args, unsigned generation);
 
 /* For tests and statistics. */
 size_t fs_chantab_count(void);

@@ -73,7 +73,7 @@ EXPORT grpc_channel *grpc_channel_create(const char *target, grpc_channel_creden
 	REAL(channel_create, "grpc_channel_create", NULL);
 	if (!active)
 		return fs_grpc.channel_create(target, creds, args);
-	if (gen > 0 && fs_cfg.mode == FS_MODE_AUDIT && target != NULL && fs_chantab_inherited_target(target, gen))
+	if (gen > 0 && fs_cfg.mode == FS_MODE_AUDIT && target != NULL && fs_chantab_inherited_twin(target, args, gen))
 		fs_log(FS_WARN, "audit: new channel to %s in this child would share the connection of an inherited "
 				"channel", target);
 	/* In a forked generation, keep the new channel off connections an ancestor

@@ -88,3 +88,17 @@ Test(chanargs, generation_view_appends_one_integer_and_borrows_the_rest)
 	cr_assert_eq(v->args[0].value.integer, 1);
 	fs_chanargs_free_view(v);
 }
+
+Test(chanargs, equality_follows_keys_types_and_values)
+{
+	int ok;
+	grpc_channel_args *c = fs_chanargs_copy(&sample_args, &ok), empty = { 0, NULL };
+
+	cr_assert(fs_chanargs_equal(&sample_args, c));
+	c->args[1].value.integer = 99;
+	cr_assert_not(fs_chanargs_equal(&sample_args, c));
+	c->args[1].value.integer = 1234;
+	cr_assert_not(fs_chanargs_equal(&sample_args, &empty));
+	cr_assert(fs_chanargs_equal(NULL, &empty));
+	fs_chanargs_free(c);
+}

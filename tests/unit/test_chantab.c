@@ -186,9 +186,16 @@ Test(chantab, audit_reports_each_inherited_channel_once_per_generation)
 	cr_assert_str_eq(target, "dns:///svc:7");
 	cr_assert_not(fs_chantab_note_inherited_use(APP(0), 1, target, sizeof(target)), "reported twice");
 	cr_assert(fs_chantab_note_inherited_use(APP(0), 2, target, sizeof(target)), "a grandchild reports again");
-	cr_assert(fs_chantab_inherited_target("dns:///svc:7", 1));
-	cr_assert_not(fs_chantab_inherited_target("dns:///svc:7", 0));
-	cr_assert_not(fs_chantab_inherited_target("dns:///other:7", 1));
+	cr_assert(fs_chantab_inherited_twin("dns:///svc:7", NULL, 1));
+	cr_assert_not(fs_chantab_inherited_twin("dns:///svc:7", NULL, 0));
+	cr_assert_not(fs_chantab_inherited_twin("dns:///other:7", NULL, 1));
+	{
+		grpc_arg other = { .type = GRPC_ARG_INTEGER, .key = "x", .value.integer = 1 };
+		grpc_channel_args differ = { 1, &other };
+
+		cr_assert_not(fs_chantab_inherited_twin("dns:///svc:7", &differ, 1),
+			      "different arguments mean a different connection");
+	}
 	cr_assert_eq(made, 0, "audit must not create anything");
 	fs_chantab_untrack(APP(0), 2);
 }
