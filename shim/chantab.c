@@ -32,6 +32,13 @@ struct regcall {
 	unsigned repl_gen;
 };
 
+/* A stand-in an ancestor made, inherited with the entry: not used here, but
+ * kept reachable and destroyed with the entry, like the inherited handle. */
+struct old_stand_in {
+	SLIST_ENTRY(old_stand_in) link;
+	grpc_channel *channel;
+};
+
 struct chan {
 	RB_ENTRY(chan) by_handle;
 	grpc_channel *handle;
@@ -42,6 +49,7 @@ struct chan {
 	grpc_channel *repl;  /* valid only when repl_gen is the current generation; */
 	unsigned repl_gen;   /* one from an ancestor is inherited and left alone */
 	unsigned audit_gen;  /* the generation that last reported using it (audit) */
+	SLIST_HEAD(, old_stand_in) old_stand_ins;
 	LIST_HEAD(, regcall) regcalls;
 };
 
@@ -97,7 +105,13 @@ static void free_regcall(struct regcall *r)
 static void free_chan(struct chan *c, struct cred *drop_cred)
 {
 	struct regcall *r;
+	struct old_stand_in *o;
 
+	while ((o = SLIST_FIRST(&c->old_stand_ins)) != NULL) {
+		SLIST_REMOVE_HEAD(&c->old_stand_ins, link);
+		ops.destroy(o->channel);
+		free(o);
+	}
 	while ((r = LIST_FIRST(&c->regcalls)) != NULL) {
 		LIST_REMOVE(r, of_chan);
 		free_regcall(r);
@@ -145,6 +159,7 @@ void fs_chantab_track(grpc_channel *channel, const char *target, grpc_channel_cr
 		goto oom;
 	c->handle = channel;
 	c->generation = generation;
+	SLIST_INIT(&c->old_stand_ins);
 	LIST_INIT(&c->regcalls);
 
 	pthread_mutex_lock(&lock);
@@ -229,6 +244,7 @@ static grpc_channel *make_replacement(const struct chan *c, unsigned generation)
 grpc_channel *fs_chantab_route(grpc_channel *channel, unsigned generation)
 {
 	struct chan *c;
+	struct old_stand_in *old;
 	grpc_channel *r, *won;
 	unsigned from;
 
@@ -247,7 +263,11 @@ grpc_channel *fs_chantab_route(grpc_channel *channel, unsigned generation)
 	pthread_mutex_unlock(&lock);
 
 	r = make_replacement(c, generation);
-	if (r == NULL) {
+	old = calloc(1, sizeof(*old));
+	if (r == NULL || old == NULL) {
+		free(old);
+		if (r != NULL)
+			ops.destroy(r);
 		fs_log(FS_ERROR, "out of memory: cannot replace an inherited channel; the call will fail");
 		return channel;
 	}
@@ -260,6 +280,12 @@ grpc_channel *fs_chantab_route(grpc_channel *channel, unsigned generation)
 	} else if (c->repl != NULL && c->repl_gen == generation) {
 		won = c->repl; /* another thread made one first */
 	} else {
+		if (c->repl != NULL) {
+			/* An ancestor's stand-in, inherited: kept with the entry. */
+			old->channel = c->repl;
+			SLIST_INSERT_HEAD(&c->old_stand_ins, old, link);
+			old = NULL;
+		}
 		c->repl = r;
 		c->repl_gen = generation;
 		/* Logged under the lock: the entry may be untracked as soon as it drops. */
@@ -268,6 +294,7 @@ grpc_channel *fs_chantab_route(grpc_channel *channel, unsigned generation)
 		fs_stat_add(replaced, 1);
 	}
 	pthread_mutex_unlock(&lock);
+	free(old);
 
 	if (won != NULL) {
 		ops.destroy(r);
@@ -329,8 +356,10 @@ void fs_chantab_untrack(grpc_channel *channel, unsigned generation)
 	c = find_chan(channel);
 	if (c != NULL) {
 		drop = unlink_chan_locked(c);
-		if (c->repl != NULL && c->repl_gen == generation)
-			repl = c->repl;
+		/* This generation's stand-in, or one inherited from an ancestor: the
+		 * entry is going, so is whatever it kept (the application is
+		 * destroying the inherited handle itself, too). */
+		repl = c->repl;
 	}
 	pthread_mutex_unlock(&lock);
 	if (c == NULL)

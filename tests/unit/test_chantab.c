@@ -92,9 +92,13 @@ Test(chantab, an_inherited_channel_gets_one_replacement_per_generation)
 	cr_assert_eq(last_generation_arg, 2);
 	cr_assert_eq(destroyed, 0);
 
+	/* Destroying the inherited handle takes every stand-in the entry kept:
+	 * this generation's and the one inherited from the child (else nothing
+	 * would reference it any more: a leak). */
 	fs_chantab_untrack(APP(0), 2);
-	cr_assert_eq(destroyed, 1);
-	cr_assert_eq(destroyed_list[0], r2, "only this generation's replacement is destroyed");
+	cr_assert_eq(destroyed, 2);
+	cr_assert((destroyed_list[0] == r2 && destroyed_list[1] == r1) ||
+		  (destroyed_list[0] == r1 && destroyed_list[1] == r2));
 }
 
 Test(chantab, a_channel_made_in_a_child_is_inherited_by_its_children)
