@@ -9,18 +9,23 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
 
 #include "echo.grpc.pb.h"
 
 namespace fc {
 
 using Stub = forksafe::echo::Echo::Stub;
+using Reply = forksafe::echo::SayReply;
 
 struct Options {
   std::string target;        // host:port of the echo server
   std::string run;           // prefix of every tag, so one server log can hold many runs
   std::string self;          // absolute path of this program, for exec and spawn
   int deadline_ms = 2000;    // every RPC has one, so a broken channel fails instead of hanging
+  std::string ca_file;       // PEM root certificates, for the scenarios that use TLS
 };
 
 // The process's role in the report ("parent", "child", ...). A forked child
@@ -45,6 +50,51 @@ std::unique_ptr<Stub> NewStub(const Options& o, int index = -1);
 
 // One unary Say call tagged "<run>:<tag>", printed as one line.
 bool Say(Stub& stub, const Options& o, const std::string& tag);
+
+// What a call must come to, beyond echoing its tag and payload.
+struct Expect {
+  std::string payload;                              // sent and echoed; empty: the full tag
+  grpc::StatusCode code = grpc::StatusCode::OK;     // the status it must end with
+  // For a successful call: "" if the reply is right, else what is wrong with it.
+  std::function<std::string(const Reply&)> check;
+};
+
+// One unary Say call tagged "<run>:<tag>" that must come to `expect`; printed
+// as one line ("...: ok peer=<peer>", or "...: ok, failed as expected CODE(n)
+// \"message\"", or "...: FAIL ..."). The reply is copied to *out if given.
+bool SayExpect(Stub& stub, const Options& o, const std::string& tag, const Expect& expect,
+               Reply* out = nullptr);
+
+// The same call on an asynchronous stub: PrepareAsyncSay, StartCall, Finish,
+// and cq.AsyncNext with a bounded deadline. A completion that never comes is
+// reported and the process leaves with status 3 (its queue cannot be destroyed
+// safely with a call still pending).
+bool AsyncSay(Stub& stub, grpc::CompletionQueue& cq, const Options& o, const std::string& tag,
+              Reply* out = nullptr);
+
+// One Say call whose outcome is reported, not judged: "...: attempt OK in
+// <ms> ms peer=<peer>" or "...: attempt <CODE>(<n>) \"<message>\" in <ms> ms".
+// It counts as no failure; the harness judges the line.
+void Attempt(Stub& stub, const Options& o, const std::string& tag);
+
+// Shuts cq down and drains it, with a bounded wait; false (and a counted
+// failure) if it did not drain.
+bool DrainQueue(grpc::CompletionQueue& cq, const std::string& what);
+
+// The port of a "host:port" target, or of a peer as gRPC reports it
+// ("ipv4:127.0.0.1:40000"); -1 if there is none.
+int PortOf(const std::string& address);
+
+// The local ports of this process's own ESTABLISHED TCP connections to
+// remote_port, from /proc/self/fd and /proc/self/net/tcp{,6}: what the kernel
+// says this process holds, whatever gRPC believes.
+std::vector<int> OwnConnections(int remote_port);
+
+// "[40000 40002]"
+std::string PortList(const std::vector<int>& ports);
+
+// The text of a file, or "" if it cannot be read.
+std::string ReadFile(const std::string& path);
 
 enum class ChildExit { kExit, kUnderscoreExit };
 

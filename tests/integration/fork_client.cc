@@ -1,11 +1,13 @@
 // fork-client: an ordinary grpc++ client of the echo service that forks.
 //
-// Usage: fork-client SCENARIO --target HOST:PORT [--run ID] [--deadline-ms N]
+// Usage: fork-client SCENARIO --target HOST:PORT [--run ID] [--deadline-ms N] [--ca FILE]
 //   SCENARIO: new-channel inherited-stub inherited-release parent-during child-no-grpc-exit
 //             child-no-grpc-_exit fork-exec posix-spawn twenty-channels
-//             busy-thread daemon forkpty
+//             busy-thread daemon forkpty generations channel-api channel-args
+//             inherited-then-new async-cq tls-composite
 //   --run          prefix of every request tag (default: the scenario name)
 //   --deadline-ms  deadline of every RPC (default 2000)
+//   --ca           PEM root certificates of a TLS server (tls-composite)
 // Prints one line per RPC ("<role> pid=<pid> <run>:<tag>: ok peer=<peer>" or
 // "...: FAIL <CODE>(<n>) \"<message>\"") and exits 0 only if every RPC in
 // every process succeeded and every child exited as expected.
@@ -31,9 +33,11 @@ namespace {
 int Usage() {
   std::fprintf(stderr,
                "usage: fork-client SCENARIO --target HOST:PORT [--run ID] [--deadline-ms N]\n"
+               "                   [--ca FILE]\n"
                "scenarios: new-channel inherited-stub inherited-release parent-during\n"
                "           child-no-grpc-exit child-no-grpc-_exit fork-exec posix-spawn\n"
-               "           twenty-channels busy-thread daemon forkpty\n");
+               "           twenty-channels busy-thread daemon forkpty generations\n"
+               "           channel-api channel-args inherited-then-new async-cq tls-composite\n");
   return 2;
 }
 
@@ -72,6 +76,7 @@ int main(int argc, char** argv) {
     else if (a == "--deadline-ms") o.deadline_ms = std::atoi(v.c_str());
     else if (a == "--role") fc::SetRole(v);
     else if (a == "--tag") tag = v;
+    else if (a == "--ca") o.ca_file = v;
     else return Usage();
   }
   if (o.target.empty() || o.deadline_ms <= 0) return Usage();
@@ -95,6 +100,12 @@ int main(int argc, char** argv) {
         {"busy-thread", fc::BusyThread},
         {"daemon", fc::Daemon},
         {"forkpty", fc::ForkPty},
+        {"generations", fc::Generations},
+        {"channel-api", fc::ChannelApi},
+        {"channel-args", fc::ChannelArgs},
+        {"inherited-then-new", fc::InheritedThenNew},
+        {"async-cq", fc::AsyncCq},
+        {"tls-composite", fc::TlsComposite},
     };
     auto it = kScenarios.find(scenario);
     if (it == kScenarios.end()) return Usage();

@@ -6,12 +6,14 @@ INTEG_DIR    := tests/integration
 INTEG_SRCS   := $(wildcard $(INTEG_DIR)/*.cc)
 INTEG_OBJS   := $(INTEG_SRCS:$(INTEG_DIR)/%.cc=$(BUILD)/tests/obj/%.o)
 FORK_CLIENT  := $(BUILD)/tests/fork-client
+# A client of gRPC core's C API alone, no grpc++.
+CAPI_CLIENT  := $(BUILD)/tests/channel-api-c
 MEMCHECK_CONTROL := $(BUILD)/tests/libmemcheck_control.so
 
 .PHONY: test-integration test-valgrind
 
 # The clients are part of the default build.
-all: $(FORK_CLIENT)
+all: $(FORK_CLIENT) $(CAPI_CLIENT)
 
 $(BUILD)/tests/obj/%.o: $(INTEG_DIR)/%.cc $(wildcard $(INTEG_DIR)/*.h) $(BUILD)/gen/echo.pb.h $(BUILD)/gen/echo.grpc.pb.h
 	@mkdir -p $(@D)
@@ -22,14 +24,20 @@ $(FORK_CLIENT): $(INTEG_OBJS) $(ECHO_OBJS)
 	@mkdir -p $(@D)
 	$(CXX) -o $@ $(INTEG_OBJS) $(ECHO_OBJS) $(GRPCXX_LIBS) -lutil
 
+$(CAPI_CLIENT): $(INTEG_DIR)/channel_api.c
+	@mkdir -p $(@D)
+	$(CC) -O2 -g -std=gnu11 -Wall -Wextra $(shell pkg-config --cflags grpc 2>/dev/null) -o $@ $< \
+	  $(shell pkg-config --libs grpc 2>/dev/null)
+
 # Not optimised: the control's invalid read and leak must stay in the code.
 $(MEMCHECK_CONTROL): $(INTEG_DIR)/memcheck_control.c
 	@mkdir -p $(@D)
 	$(CC) -O0 -g -Wall -shared -fPIC -o $@ $<
 
-test-integration: $(SHIM) $(ECHO_SERVER) $(FORK_CLIENT)
-	@$(INTEG_DIR)/run.sh --shim $(SHIM) --server $(ECHO_SERVER) --client $(FORK_CLIENT) --out $(BUILD)/tests/integration
+test-integration: $(SHIM) $(ECHO_SERVER) $(FORK_CLIENT) $(CAPI_CLIENT)
+	@$(INTEG_DIR)/run.sh --shim $(SHIM) --server $(ECHO_SERVER) --client $(FORK_CLIENT) \
+	  --capi $(CAPI_CLIENT) --out $(BUILD)/tests/integration
 
-test-valgrind: $(SHIM) $(ECHO_SERVER) $(FORK_CLIENT) $(MEMCHECK_CONTROL)
+test-valgrind: $(SHIM) $(ECHO_SERVER) $(FORK_CLIENT) $(CAPI_CLIENT) $(MEMCHECK_CONTROL)
 	@$(INTEG_DIR)/valgrind.sh --shim $(SHIM) --server $(ECHO_SERVER) --client $(FORK_CLIENT) \
-	  --control $(MEMCHECK_CONTROL) --out $(BUILD)/tests/valgrind
+	  --capi $(CAPI_CLIENT) --control $(MEMCHECK_CONTROL) --out $(BUILD)/tests/valgrind

@@ -5,8 +5,10 @@
 
 . "$(dirname "${BASH_SOURCE[0]}")/../../scripts/echo-server.sh"
 
-SHIM='' SERVER='' CLIENT='' OUT='' CONTROL='' PORT='' SERVER_LOG=''
+SHIM='' SERVER='' CLIENT='' CAPI='' OUT='' CONTROL='' PORT='' SERVER_LOG=''
+TLS_PID='' TLS_PORT='' TLS_DIR=''
 SCENARIOS=()
+USAGE="usage: $0 --shim SO --server BIN --client BIN --out DIR [--capi BIN] [--control LIB] [SCENARIO...]"
 parse_args() {
   while [ $# -gt 0 ]; do
     case "$1" in
@@ -15,15 +17,16 @@ parse_args() {
       --client) CLIENT=$(realpath -m "$2"); shift 2 ;;
       --out) OUT=$2; shift 2 ;;
       --control) CONTROL=$(realpath -m "$2"); shift 2 ;;
-      -*) echo "usage: $0 --shim SO --server BIN --client BIN --out DIR [--control LIB] [SCENARIO...]" >&2; exit 2 ;;
+      --capi) CAPI=$(realpath -m "$2"); shift 2 ;;
+      -*) echo "$USAGE" >&2; exit 2 ;;
       *) SCENARIOS+=("$1"); shift ;;
     esac
   done
   if [ -z "$SHIM" ] || [ -z "$SERVER" ] || [ -z "$CLIENT" ] || [ -z "$OUT" ]; then
-    echo "usage: $0 --shim SO --server BIN --client BIN --out DIR [--control LIB] [SCENARIO...]" >&2
+    echo "$USAGE" >&2
     exit 2
   fi
-  for f in "$SHIM" "$SERVER" "$CLIENT" ${CONTROL:+"$CONTROL"}; do
+  for f in "$SHIM" "$SERVER" "$CLIENT" ${CAPI:+"$CAPI"} ${CONTROL:+"$CONTROL"}; do
     [ -e "$f" ] || { echo "$0: $f does not exist (run make first)" >&2; exit 2; }
   done
   rm -rf "$OUT"
@@ -32,9 +35,12 @@ parse_args() {
 
 # --- the scenarios ----------------------------------------------------------
 
-# All of fork-client's scenarios, in the order run.sh runs them.
+# All scenarios, in the order run.sh runs them: fork-client's, then
+# channel-api-c's (c-channel-api, run only when --capi names it).
 ALL_SCENARIOS=(new-channel inherited-stub inherited-release parent-during child-no-grpc-exit
-               child-no-grpc-_exit fork-exec posix-spawn twenty-channels busy-thread daemon forkpty)
+               child-no-grpc-_exit fork-exec posix-spawn twenty-channels busy-thread daemon forkpty
+               generations channel-api channel-args inherited-then-new async-cq tls-composite
+               c-channel-api)
 
 # What each scenario must leave behind. calls: the calls the server must see,
 # per role (the role is the tag's first word). forks: fork, daemon and forkpty
@@ -54,14 +60,64 @@ declare -A CALLS=(
   [busy-thread]="parent=5"
   [daemon]="parent=1 child=3"
   [forkpty]="parent=4 child=3"
+  [generations]="parent=3 child=8 grandchild=8 greatgrandchild=4"
+  [channel-api]="parent=4 child=2"
+  [channel-args]="parent=4 child=3"
+  [inherited-then-new]="parent=4 child=3"
+  [async-cq]="parent=5 child=4"
+  [tls-composite]="parent=4 child=3"
+  [c-channel-api]="parent=2 child=1"
 )
 # Where each call must have had a connection of its own (distinct channel args).
 declare -A DISTINCT=([twenty-channels]="parent-before=20")
-declare -A FORKS=([fork-exec]=2 [posix-spawn]=0)
+declare -A FORKS=([fork-exec]=2 [posix-spawn]=0 [generations]=3)
 declare -A SPAWNS=([posix-spawn]=2)
 # Forks at which core's handlers must be reported skipped (0 where not listed):
 # everywhere else the shim must have seen core run them.
 declare -A SKIPPED=([busy-thread]=1)
+# Lines the client's output must hold (an extended regular expression; RUN
+# stands for the run id): what the client reports without judging it.
+declare -A MUST_SAY=(
+  [inherited-then-new]='^child pid=[0-9]+ RUN:child-inherited-1: attempt OK in [0-9]+ ms peer='
+)
+# Scenarios run by channel-api-c instead of fork-client.
+declare -A CAPI_SCENARIOS=([c-channel-api]=1)
+# Scenarios that talk to the TLS server (localhost, the throwaway certificate).
+declare -A TLS_SCENARIOS=([tls-composite]=1)
+
+# The command line that runs scenario $1 under run id $2, in the array CMD,
+# and the server log its calls go to, in SCENARIO_LOG.
+scenario_command() {
+  local s=$1 run=$2 program=$CLIENT
+  [ -z "${CAPI_SCENARIOS[$s]+x}" ] || program=$CAPI
+  if [ -n "${TLS_SCENARIOS[$s]+x}" ]; then
+    CMD=("$program" "$s" --target "localhost:$TLS_PORT" --run "$run" --ca "$TLS_DIR/cert.pem")
+    SCENARIO_LOG=$TLS_DIR/calls.log
+  else
+    CMD=("$program" "$s" --target "127.0.0.1:$PORT" --run "$run")
+    SCENARIO_LOG=$SERVER_LOG
+  fi
+}
+
+# Drops the scenarios this run cannot run (channel-api-c's without --capi),
+# saying so.
+runnable_scenarios() {
+  local s kept=()
+  for s in "${SCENARIOS[@]}"; do
+    if [ -n "${CAPI_SCENARIOS[$s]+x}" ] && [ -z "$CAPI" ]; then
+      echo "SKIP $s: no --capi program given"
+      continue
+    fi
+    kept+=("$s")
+  done
+  SCENARIOS=("${kept[@]}")
+}
+
+needs_tls() {
+  local s
+  for s in "${SCENARIOS[@]}"; do [ -z "${TLS_SCENARIOS[$s]+x}" ] || return 0; done
+  return 1
+}
 
 # --- verdicts ---------------------------------------------------------------
 
@@ -85,20 +141,66 @@ summary() {
 
 # --- the echo server --------------------------------------------------------
 
-# One server for the whole run. Its own lifetime is bounded too, in case this
-# script is killed before its trap can stop it.
+# One server for the whole run, and a second one serving TLS when a scenario
+# needs it. Their own lifetimes are bounded too, in case this script is killed
+# before its trap can stop them.
 start_server() {
   local lifetime=$1
   ECHO_SERVER_BIN=$SERVER
   SERVER_LOG=$OUT/calls.log
-  trap echo_server_stop EXIT
+  trap stop_server EXIT
   if ! echo_server_start "$OUT" timeout "$lifetime"; then
     echo "FAIL echo-server: did not start"
     exit 1
   fi
   PORT=$ECHO_PORT
+  if needs_tls && ! start_tls_server "$lifetime"; then
+    echo "FAIL echo-server with TLS: did not start"
+    exit 1
+  fi
 }
-stop_server() { echo_server_stop; }
+stop_server() {
+  echo_server_stop
+  stop_tls_server
+}
+
+# A throwaway self-signed certificate for localhost and 127.0.0.1, which the
+# TLS clients also take as their only root: $1/cert.pem and $1/key.pem.
+make_tls_cert() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$1/key.pem" -out "$1/cert.pem" >"$1/openssl.log" 2>&1
+}
+
+# The echo server with TLS, its calls logged to $TLS_DIR/calls.log; sets
+# TLS_PID and TLS_PORT once it accepts calls, or says why not and returns 1.
+start_tls_server() {
+  local lifetime=$1 _
+  TLS_DIR=$OUT/tls-server
+  mkdir -p "$TLS_DIR"
+  command -v openssl >/dev/null || { echo "openssl is not installed" >&2; return 1; }
+  make_tls_cert "$TLS_DIR" || { cat "$TLS_DIR/openssl.log" >&2; return 1; }
+  timeout "$lifetime" "$SERVER" --listen 127.0.0.1:0 --port-file "$TLS_DIR/server.port" \
+    --log "$TLS_DIR/calls.log" --tls-cert "$TLS_DIR/cert.pem" --tls-key "$TLS_DIR/key.pem" \
+    2>"$TLS_DIR/server.err" &
+  TLS_PID=$!
+  # It writes its port once it accepts calls: wait for that, 10 s at most.
+  for _ in $(seq 100); do
+    [ -s "$TLS_DIR/server.port" ] && break
+    kill -0 "$TLS_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  TLS_PORT=$(cat "$TLS_DIR/server.port" 2>/dev/null)
+  [ -n "$TLS_PORT" ] && return 0
+  cat "$TLS_DIR/server.err" >&2
+  return 1
+}
+stop_tls_server() {
+  [ -n "$TLS_PID" ] || return 0
+  kill "$TLS_PID" 2>/dev/null
+  wait "$TLS_PID" 2>/dev/null
+  TLS_PID=
+}
 
 # --- checks -----------------------------------------------------------------
 
@@ -115,9 +217,10 @@ describe_exit() {
 # exec=1"), and that no child call used a connection (peer address) that a
 # parent call used, nor the parent's pid. $3, optional: the number of distinct
 # connections used by the calls whose tag starts with a prefix
-# ("parent-before=20"). Prints the problems; silent if none.
+# ("parent-before=20"). $4, optional: the server log (default $SERVER_LOG).
+# Prints the problems; silent if none.
 check_server_log() {
-  local run=$1 expect=$2 distinct=${3:-}
+  local run=$1 expect=$2 distinct=${3:-} log=${4:-$SERVER_LOG}
   awk -v run="$run" -v expect="$expect" -v distinct="$distinct" '
     BEGIN { if (distinct != "") { split(distinct, d, "="); prefix = d[1]; want_peers = d[2] } }
     index($2, run ":") == 1 {
@@ -146,7 +249,32 @@ check_server_log() {
         split(key, k, SUBSEP)
         if (k[1] == "child" && (("parent", k[2]) in pids)) printf "child calls carry the parent pid %s; ", k[2]
       }
-    }' "$SERVER_LOG"
+    }' "$log"
+}
+
+# Checks that in run $1 no connection (peer address) carried the calls of
+# more than one process (caller pid), whatever their roles: each process,
+# through any number of generations, used connections of its own. $2,
+# optional: the server log. Prints the problems; silent if none.
+check_connections_per_pid() {
+  local run=$1 log=${2:-$SERVER_LOG}
+  awk -v run="$run" '
+    index($2, run ":") == 1 {
+      if (!(($3) in owner)) owner[$3] = $1
+      else if (owner[$3] != $1 && !(($3, $1) in told)) {
+        told[$3, $1] = 1
+        printf "connection %s carried calls of pid %s and pid %s; ", $3, owner[$3], $1
+      }
+    }' "$log"
+}
+
+# Checks that file $2 holds a line matching each MUST_SAY regex of scenario
+# $1 for run $3. Prints the problems; silent if none.
+check_must_say() {
+  local s=$1 out=$2 run=$3 re
+  [ -n "${MUST_SAY[$s]+x}" ] || return 0
+  re=${MUST_SAY[$s]//RUN/$run}
+  grep -qE -- "$re" "$out" || printf 'no line matching /%s/; ' "$re"
 }
 
 # Counts the shim's log lines in file $2 whose text starts with $1 ("fork:
@@ -156,14 +284,16 @@ count_shim_lines() { grep -cE -- "grpc-forksafe: [a-z]+: $1" "$2"; }
 
 # A run is over when the process the harness started has exited; anything it
 # left running (a daemon or a pty child hung in gRPC, in a session of its own
-# that timeout(1) cannot reach) is a hang. Such processes, found by the pids
-# the run printed, are killed only if their command line is still this client
-# (directly or under valgrind). Prints the pids it killed, on one line.
+# that timeout(1) cannot reach; a descendant of a process timeout(1) killed)
+# is a hang. Such processes, found by the pids the run printed, are killed
+# only if their command line is still one of the clients (directly or under
+# valgrind). Prints the pids it killed, on one line.
 reap_leftovers() {
-  local pid
-  grep -ohE '(pid=|fork-client\[)[0-9]+' "$@" 2>/dev/null | grep -oE '[0-9]+' | sort -u |
+  local pid cmdline
+  grep -ohE '(pid=|fork-client\[|channel-api-c\[)[0-9]+' "$@" 2>/dev/null | grep -oE '[0-9]+' | sort -u |
     while read -r pid; do
-      tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "$CLIENT" || continue
+      cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline")
+      [[ "$cmdline" == *"$CLIENT"* ]] || { [ -n "$CAPI" ] && [[ "$cmdline" == *"$CAPI"* ]]; } || continue
       kill -KILL "$pid" 2>/dev/null && printf '%s ' "$pid"
     done
 }

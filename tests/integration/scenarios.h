@@ -16,6 +16,23 @@ int ChildNoGrpcExit(const Options& o);
 int ChildNoGrpcUnderscoreExit(const Options& o);
 int TwentyChannels(const Options& o);
 
+// Descendants of descendants, each using what it inherited (scenarios_generations.cc).
+int Generations(const Options& o);
+
+// What a channel carries into a child besides its target (scenarios_channel.cc):
+// its connectivity API, its arguments, and the first call a child makes on it.
+int ChannelApi(const Options& o);
+int ChannelArgs(const Options& o);
+int InheritedThenNew(const Options& o);
+
+// TLS with call credentials composed in, the credentials dropped by the
+// program at once (scenarios_tls.cc). Needs --ca and a TLS server.
+int TlsComposite(const Options& o);
+
+// The asynchronous API: a completion queue and stub made before the fork
+// (scenarios_async.cc).
+int AsyncCq(const Options& o);
+
 // fork() while another thread is blocked in gRPC (scenarios_threads.cc).
 int BusyThread(const Options& o);
 

@@ -7,7 +7,7 @@
 # shim's log lines show that it was not loaded.
 #
 # Usage: valgrind.sh --shim SO --server BIN --client BIN --out DIR
-#                    [--control LIB] [SCENARIO...]
+#                    [--capi BIN] [--control LIB] [SCENARIO...]
 #   --control  libmemcheck_control.so: first check that memcheck, set up like
 #              this, fails a run that has an invalid read and a definite leak.
 # Environment: FORKSAFE_VALGRIND_TIMEOUT, seconds one scenario may take (600).
@@ -22,14 +22,18 @@ VG_ERROR=99   # memcheck's exit status when it found errors; no scenario uses it
 SUPP=$HERE/valgrind.supp
 
 # The scenarios that matter most for memory: the child's own channel, the
-# inherited one used and then released, and both processes busy at once.
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(new-channel inherited-stub inherited-release parent-during twenty-channels)
+# inherited one used and then released, both processes busy at once; inherited
+# channels through generations, with their arguments, TLS and call
+# credentials, connectivity watchers and completion queues.
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(new-channel inherited-stub inherited-release parent-during twenty-channels
+                                         generations channel-api channel-args async-cq tls-composite c-channel-api)
+runnable_scenarios
 
 command -v valgrind >/dev/null || { echo "FAIL valgrind: not installed"; summary; exit 1; }
 
-# Runs the client (arguments $3...) under memcheck with LD_PRELOAD=$2, one
-# log per process in $1/memcheck.<pid>, stdout and stderr in $1/client.*.
-# Returns the client's (or memcheck's, or timeout's) exit status.
+# Runs the command $3... under memcheck with LD_PRELOAD=$2, one log per
+# process in $1/memcheck.<pid>, stdout and stderr in $1/client.*. Returns the
+# client's (or memcheck's, or timeout's) exit status.
 memcheck() {
   local dir=$1 preload=$2
   shift 2
@@ -40,8 +44,8 @@ memcheck() {
   timeout -k 10 "$LIMIT" env -u GRPC_FORKSAFE_MODE LD_PRELOAD="$preload" GRPC_FORKSAFE_LOG=info \
     valgrind --tool=memcheck --trace-children=yes --leak-check=full \
       --errors-for-leak-kinds=definite --error-exitcode=$VG_ERROR \
-      --suppressions="$SUPP" --num-callers=40 --log-file="$dir/memcheck.%p" \
-      "$CLIENT" "$@" --target "127.0.0.1:$PORT" --deadline-ms 20000 \
+      --suppressions="$SUPP" --num-callers=40 --fullpath-after= --log-file="$dir/memcheck.%p" \
+      "$@" --deadline-ms 20000 \
       >"$dir/client.out" 2>"$dir/client.err"
 }
 
@@ -50,7 +54,8 @@ memcheck() {
 # catches both.
 check_control() {
   local dir=$OUT/control problems=""
-  memcheck "$dir" "$SHIM:$CONTROL" rpc --run vg-control --role control --tag control-1
+  memcheck "$dir" "$SHIM:$CONTROL" "$CLIENT" rpc --target "127.0.0.1:$PORT" --run vg-control \
+    --role control --tag control-1
   local status=$?
   [ "$status" -eq "$VG_ERROR" ] || problems+="memcheck exited $status, not $VG_ERROR; "
   grep -q "Invalid read of size 1" "$dir"/memcheck.* || problems+="invalid read not reported; "
@@ -67,7 +72,8 @@ check_scenario() {
     return
   fi
   local dir=$OUT/$s out=$OUT/$s/client.out err=$OUT/$s/client.err
-  memcheck "$dir" "$SHIM" "$s" --run "vg-$s"
+  scenario_command "$s" "vg-$s"
+  memcheck "$dir" "$SHIM" "${CMD[@]}"
   local status=$?
 
   case "$status" in
@@ -78,7 +84,8 @@ check_scenario() {
   # Every process has its own log. One without a summary was killed or hung.
   for f in "$dir"/memcheck.*; do
     grep -q "ERROR SUMMARY: 0 errors" "$f" || bad+=" ${f##*.}"
-    awk '/definitely lost in loss record/ { inrec = 1 } inrec && /libgrpc_forksafe/ { hit = 1 }
+    # A frame of the shim: its object, or (with debug information) one of its sources.
+    awk '/definitely lost in loss record/ { inrec = 1 } inrec && /libgrpc_forksafe|\/shim\/[a-z_]+\.c:/ { hit = 1 }
          /^==[0-9]+== $/ { inrec = 0 } END { exit !hit }' "$f" && shim_leaks+=" ${f##*.}"
   done
   [ -z "$bad" ] || problems+="memcheck errors or no summary in process(es)$bad; "
@@ -92,7 +99,9 @@ check_scenario() {
   [ "$n" -eq "${FORKS[$s]:-1}" ] ||
     problems+="shim logged 'fork: child' $n times for ${FORKS[$s]:-1} forks (not loaded?); "
   [ "$(count_shim_lines "child: " "$err")" -gt 0 ] || problems+="no shim log line from the child; "
-  problems+=$(check_server_log "vg-$s" "${CALLS[$s]}" "${DISTINCT[$s]:-}")
+  problems+=$(check_must_say "$s" "$out" "vg-$s")
+  problems+=$(check_server_log "vg-$s" "${CALLS[$s]}" "${DISTINCT[$s]:-}" "$SCENARIO_LOG")
+  problems+=$(check_connections_per_pid "vg-$s" "$SCENARIO_LOG")
   leftovers=$(reap_leftovers "$out" "$err")
   [ -z "$leftovers" ] || problems+="processes still running after the run (hung), killed: ${leftovers% }; "
 
@@ -109,7 +118,7 @@ check_scenario() {
 }
 
 start_server $((LIMIT * (${#SCENARIOS[@]} + 1) + 60))
-echo "echo-server on 127.0.0.1:$PORT; output in $OUT"
+echo "echo-server on 127.0.0.1:$PORT${TLS_PORT:+, with TLS on localhost:$TLS_PORT}; output in $OUT"
 [ -z "$CONTROL" ] || check_control
 for s in "${SCENARIOS[@]}"; do check_scenario "$s"; done
 stop_server
