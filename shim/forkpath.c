@@ -186,7 +186,7 @@ void fs_fork_parent(void)
 		log_parent(0);
 }
 
-void fs_fork_child(void)
+static void fork_child(bool restart_grpc)
 {
 	unsigned neutralised = 0;
 
@@ -212,13 +212,33 @@ void fs_fork_child(void)
 	fs_calls_unlock();
 	fs_chantab_unlock();
 	fs_forkables_unlock();
-	if (rec.core != CORE_NOT_IN_USE)
-		fs_grpc.postfork_child();
 	if (!rec.acts)
 		return;
+	if (!restart_grpc) {
+		/* A raw clone() child: libc did not prepare it for threads (its
+		 * thread descriptor still names the parent's thread), so gRPC, which
+		 * would start threads here, is left stopped. Its descriptors are
+		 * neutralised all the same, so the parent is safe. */
+		fs_log(FS_INFO, "child (clone): generation %u, %u inherited gRPC fds neutralised; gRPC is not "
+				"usable in a clone() child",
+		       fs_generation, neutralised);
+		return;
+	}
+	if (rec.core != CORE_NOT_IN_USE)
+		fs_grpc.postfork_child();
 	fs_forkables_child();
 	fs_log(fork_level(), "child: generation %u, %u inherited gRPC fds neutralised; %s", fs_generation,
 	       neutralised, core_words(rec.core));
+}
+
+void fs_fork_child(void)
+{
+	fork_child(true);
+}
+
+void fs_fork_child_of_clone(void)
+{
+	fork_child(false);
 }
 
 void fs_fork_hook_enter(void)

@@ -16,6 +16,9 @@ extern unsigned fs_generation;
 void fs_fork_prepare(void);
 void fs_fork_parent(void);
 void fs_fork_child(void);
+/* The child step for a raw clone() child, in which libc supports no threads:
+ * descriptors are neutralised, gRPC is not restarted. */
+void fs_fork_child_of_clone(void);
 
 /* fork()'s hook brackets libc's fork with these so that the parent's log line
  * can name the child (an atfork handler never learns the pid). */

@@ -46,7 +46,7 @@ static int clone_child_start(void *p)
 {
 	struct clone_start *start = p;
 
-	fs_fork_child();
+	fs_fork_child_of_clone();
 	return start->fn(start->arg);
 }
 

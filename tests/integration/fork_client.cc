@@ -106,6 +106,8 @@ int main(int argc, char** argv) {
         {"inherited-then-new", fc::InheritedThenNew},
         {"async-cq", fc::AsyncCq},
         {"tls-composite", fc::TlsComposite},
+        {"parent-destroys", fc::ParentDestroys},
+        {"clone", fc::Clone},
     };
     auto it = kScenarios.find(scenario);
     if (it == kScenarios.end()) return Usage();

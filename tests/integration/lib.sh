@@ -40,7 +40,7 @@ parse_args() {
 ALL_SCENARIOS=(new-channel inherited-stub inherited-release parent-during child-no-grpc-exit
                child-no-grpc-_exit fork-exec posix-spawn twenty-channels busy-thread daemon forkpty
                generations channel-api channel-args inherited-then-new async-cq tls-composite
-               c-channel-api)
+               c-channel-api parent-destroys clone)
 
 # What each scenario must leave behind. calls: the calls the server must see,
 # per role (the role is the tag's first word). forks: fork, daemon and forkpty
@@ -67,6 +67,8 @@ declare -A CALLS=(
   [async-cq]="parent=5 child=4"
   [tls-composite]="parent=4 child=3"
   [c-channel-api]="parent=2 child=1"
+  [parent-destroys]="parent=5 child=3"
+  [clone]="parent=4"
 )
 # Where each call must have had a connection of its own (distinct channel args).
 declare -A DISTINCT=([twenty-channels]="parent-before=20")
@@ -77,6 +79,11 @@ declare -A SPAWNS=([posix-spawn]=2)
 declare -A SKIPPED=([busy-thread]=1)
 # Lines the client's output must hold (an extended regular expression; RUN
 # stands for the run id): what the client reports without judging it.
+# Lines the shim's log (the client's stderr) must hold, likewise.
+declare -A SHIM_MUST_SAY=(
+  [parent-destroys]='grpc-forksafe: info: fork: child [0-9]+ is generation 1; 1 channels,'
+  [clone]='grpc-forksafe: info: child \(clone\): generation 1, [1-9][0-9]* inherited gRPC fds neutralised'
+)
 declare -A MUST_SAY=(
   [inherited-then-new]='^child pid=[0-9]+ RUN:child-inherited-1: attempt OK in [0-9]+ ms peer='
 )

@@ -54,6 +54,8 @@ check_scenario() {
   [ "$STATUS" -eq 0 ] || problems+="client $(describe_exit "$STATUS" "$LIMIT"); "
   grep -q "^RESULT .*: ok$" "$out" || problems+="no 'RESULT ... ok' line; "
   problems+=$(check_must_say "$s" "$out" "$s")
+  [ -z "${SHIM_MUST_SAY[$s]+x}" ] || grep -qE -- "${SHIM_MUST_SAY[$s]}" "$err" ||
+    problems+="the shim's log has no line matching '${SHIM_MUST_SAY[$s]}'; "
   problems+=$(check_server_log "$s" "${CALLS[$s]}" "${DISTINCT[$s]:-}" "$SCENARIO_LOG")
   problems+=$(check_connections_per_pid "$s" "$SCENARIO_LOG")
   n=$(count_shim_lines "fork: child" "$err")

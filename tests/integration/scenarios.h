@@ -16,6 +16,10 @@ int ChildNoGrpcExit(const Options& o);
 int ChildNoGrpcUnderscoreExit(const Options& o);
 int TwentyChannels(const Options& o);
 
+// Channels destroyed around a fork; a fork by clone() (scenarios_lifecycle.cc).
+int ParentDestroys(const Options& o);
+int Clone(const Options& o);
+
 // Descendants of descendants, each using what it inherited (scenarios_generations.cc).
 int Generations(const Options& o);
 
