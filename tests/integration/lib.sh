@@ -128,23 +128,7 @@ needs_tls() {
 
 # --- verdicts ---------------------------------------------------------------
 
-PASSED=0 FAILED=0
-pass() { PASSED=$((PASSED + 1)); echo "PASS $1"; }
-fail() {
-  FAILED=$((FAILED + 1))
-  echo "FAIL $1: $2"
-  # The evidence, so that a failure in CI can be understood from its log alone.
-  local f
-  for f in "${@:3}"; do
-    [ -s "$f" ] || continue
-    echo "  --- $f (last 40 lines)"
-    tail -n 40 "$f" | sed 's/^/  | /'
-  done
-}
-summary() {
-  echo "$PASSED passed, $FAILED failed"
-  [ "$FAILED" -eq 0 ]
-}
+. "$(dirname "${BASH_SOURCE[0]}")/../../scripts/verdicts.sh"
 
 # --- the echo server --------------------------------------------------------
 

@@ -7,10 +7,7 @@ shim=$(realpath "$1")
 dir=$(realpath "$2")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-
-pass() { echo "PASS $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
+. "$(dirname "$0")/../../scripts/verdicts.sh"
 
 # run NAME LIBDIR PRELOAD [ENV...] -- CMD...: stdout, stderr and status into $tmp/NAME.*
 run() {
@@ -80,5 +77,4 @@ else
 	fail "GRPC_FORKSAFE_ALLOW_UNTESTED=1" "out: $(paste -sd'|' "$tmp/optin.out") err: $(paste -sd'|' "$tmp/optin.err")"
 fi
 
-echo "pass-through: $passed passed, $failed failed"
-[ "$failed" = 0 ]
+summary pass-through

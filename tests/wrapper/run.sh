@@ -38,18 +38,8 @@ tmp=$(mktemp -d)
 ECHO_SERVER_BIN=$B/echo-server
 echo_server_stop_on_exit "$tmp"
 
-PASSED=0 FAILED=0
-pass() { PASSED=$((PASSED + 1)); echo "PASS $1"; }
-fail() {
-  FAILED=$((FAILED + 1))
-  echo "FAIL $1: $2"
-  local f
-  for f in "${@:3}"; do
-    [ -s "$f" ] || continue
-    echo "  --- $f (last 30 lines)"
-    tail -n 30 "$f" | sed 's/^/  | /'
-  done
-}
+# shellcheck source=scripts/verdicts.sh
+. scripts/verdicts.sh
 # check NAME PROBLEMS [EVIDENCE FILES...]: PASS if PROBLEMS is empty.
 check() { if [ -z "$2" ]; then pass "$1"; else fail "$1" "${2%; }" "${@:3}"; fi; }
 
@@ -365,5 +355,4 @@ man_modes=$(awk '/^\.SH/ { in_p = ($2 == "POLICIES") } in_p && prev == ".TP" && 
 [ "$code_modes" = "$man_modes" ] || p+="modes: shim/config.c has $(oneline "$code_modes"), libgrpc_forksafe(7) $(oneline "$man_modes"); "
 check "README.md and libgrpc_forksafe(7) document exactly the settings (and modes) shim/ reads" "$p"
 
-echo "$PASSED passed, $FAILED failed"
-[ "$FAILED" -eq 0 ]
+summary
