@@ -27,6 +27,7 @@ void fs_config_defaults(struct fs_config *cfg)
 	cfg->log_level = FS_WARN;
 	cfg->allow_untested = false;
 	cfg->log_file = NULL;
+	cfg->quiesce_ms = FS_QUIESCE_MS_DEFAULT;
 }
 
 static const char *choice_name(const struct fs_choice *choices, int value)
@@ -112,6 +113,8 @@ void fs_config_load(struct fs_config *cfg, fs_getenv_fn get)
 	}
 	if ((v = get("GRPC_FORKSAFE_MODE")) != NULL && *v != '\0')
 		cfg->mode = fs_parse_choice("GRPC_FORKSAFE_MODE", v, mode_choices, FS_MODE_RECONNECT);
+	if ((v = get("GRPC_FORKSAFE_QUIESCE_MS")) != NULL && *v != '\0')
+		cfg->quiesce_ms = fs_parse_number("GRPC_FORKSAFE_QUIESCE_MS", v, 0, 600000, FS_QUIESCE_MS_DEFAULT);
 	if ((v = get("GRPC_FORKSAFE_ALLOW_UNTESTED")) != NULL && *v != '\0')
 		cfg->allow_untested = fs_parse_bool("GRPC_FORKSAFE_ALLOW_UNTESTED", v, false);
 }

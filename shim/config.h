@@ -23,7 +23,13 @@ struct fs_config {
 	int log_level;       /* enum fs_level */
 	bool allow_untested; /* act on a gRPC core version the shim was not tested with */
 	const char *log_file; /* append log lines here instead of stderr */
+	long quiesce_ms;      /* how long a fork waits for threads to leave gRPC */
 };
+
+/* Long enough for threads in pluck (out within one 100 ms slice) and calls
+ * being started to leave gRPC, short enough that no fork stalls a server for
+ * long when a thread cannot be brought out. */
+#define FS_QUIESCE_MS_DEFAULT 1000
 
 /* How settings are read: secure_getenv in the shim, a table in the tests. */
 typedef char *(*fs_getenv_fn)(const char *name);

@@ -22,6 +22,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "calls.h"
 #include "chantab.h"
@@ -30,6 +31,7 @@
 #include "forkables.h"
 #include "grpclib.h"
 #include "log.h"
+#include "quiesce.h"
 #include "stats.h"
 
 unsigned fs_generation;
@@ -73,6 +75,50 @@ bool fs_forkpath_grpc_in_use(void)
 void fs_fork_note_core_block(bool blocked)
 {
 	rec.core_block = blocked;
+}
+
+static enum core_outcome core_prefork(void);
+
+static long ms_since(const struct timespec *start)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - start->tv_sec) * 1000 + (now.tv_nsec - start->tv_nsec) / 1000000;
+}
+
+/* Brings the other threads out of gRPC (quiesce.c), then runs core's prefork,
+ * again while a thread is only briefly inside gRPC (starting a call, say),
+ * until the bound. Returns core's outcome. */
+static enum core_outcome quiesce_and_prefork(void)
+{
+	struct timespec start, deadline;
+	const struct timespec pause = { 0, 1000000 };
+	enum core_outcome core;
+	unsigned inside;
+	long waited;
+
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	deadline = start;
+	deadline.tv_sec += fs_cfg.quiesce_ms / 1000;
+	deadline.tv_nsec += (fs_cfg.quiesce_ms % 1000) * 1000000;
+	if (deadline.tv_nsec >= 1000000000) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000;
+	}
+	inside = fs_quiesce_begin(&deadline);
+	fs_forkables_prepare();
+	while ((core = core_prefork()) == CORE_SKIPPED_BUSY && ms_since(&start) < fs_cfg.quiesce_ms)
+		nanosleep(&pause, NULL);
+	waited = ms_since(&start);
+	if (waited > 0)
+		fs_quiesce_note_wait((unsigned long)waited);
+	if (inside > 0 || core == CORE_SKIPPED_BUSY)
+		fs_log(FS_WARN,
+		       "quiesce: gave up after %ld ms (GRPC_FORKSAFE_QUIESCE_MS=%ld) with %u threads still in "
+		       "gRPC: the child must not use gRPC; the parent is unaffected",
+		       waited, fs_cfg.quiesce_ms, inside);
+	return core;
 }
 
 static enum core_outcome core_prefork(void)
@@ -152,10 +198,8 @@ void fs_fork_prepare(void)
 	rec.acts = fs_mode_acts(fs_cfg.mode);
 	rec.core = CORE_NOT_IN_USE;
 	pthread_mutex_lock(&fork_lock);
-	if (rec.acts) {
-		fs_forkables_prepare();
-		rec.core = core_prefork();
-	}
+	if (rec.acts)
+		rec.core = quiesce_and_prefork();
 	fs_forkables_lock();
 	fs_chantab_lock();
 	fs_calls_lock();
@@ -176,8 +220,10 @@ void fs_fork_parent(void)
 	fs_forkables_unlock();
 	if (rec.core != CORE_NOT_IN_USE)
 		fs_grpc.postfork_parent();
-	if (rec.acts)
+	if (rec.acts) {
 		fs_forkables_parent();
+		fs_quiesce_end_parent();
+	}
 	pthread_mutex_unlock(&fork_lock);
 	fs_stat_add(forks, 1);
 	if (rec.in_fork_hook)
@@ -200,6 +246,8 @@ static void fork_child(bool restart_grpc)
 	fs_chantab_child_reset_lock();
 	fs_calls_child_reset_lock();
 	fs_fdreg_child_reset_lock();
+	if (rec.acts)
+		fs_quiesce_end_child();
 	fs_stats_child();
 	fs_generation++;
 	/* Before core's own child handler: it closes the descriptors it tracked,

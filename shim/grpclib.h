@@ -36,6 +36,16 @@ struct fs_grpc {
 	void (*channel_reset_connect_backoff)(grpc_channel *);
 	void (*call_ref)(grpc_call *);
 	void (*call_unref)(grpc_call *);
+	grpc_event (*cq_next)(grpc_completion_queue *, gpr_timespec, void *);
+	grpc_event (*cq_pluck)(grpc_completion_queue *, void *, gpr_timespec, void *);
+	void (*cq_shutdown)(grpc_completion_queue *);
+	void (*cq_destroy)(grpc_completion_queue *);
+	grpc_cq_completion_type (*cq_completion_type)(grpc_completion_queue *);
+	gpr_timespec (*now)(gpr_clock_type);
+	gpr_timespec (*time_add)(gpr_timespec, gpr_timespec);
+	gpr_timespec (*time_from_millis)(int64_t, gpr_clock_type);
+	int (*time_cmp)(gpr_timespec, gpr_timespec);
+	gpr_timespec (*convert_clock_type)(gpr_timespec, gpr_clock_type);
 	/* Core's fork support (C++ functions in libgrpc and libgpr). */
 	void (*prefork)(void);
 	void (*postfork_parent)(void);

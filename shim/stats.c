@@ -3,6 +3,7 @@
 #include "config.h"
 #include "forkpath.h"
 #include "log.h"
+#include "quiesce.h"
 
 struct fs_stats fs_stats;
 
@@ -25,7 +26,8 @@ __attribute__((destructor)) static void report(void)
 		return; /* gRPC was not used here: a shell's summary would be noise */
 	fs_log(FS_INFO,
 	       "summary: %lu forks, %lu channels tracked, %lu inherited channels given a stand-in, %lu "
-	       "inherited gRPC fds neutralised (generation %u)",
+	       "inherited gRPC fds neutralised, %lu quiesce waits (longest %lu ms) (generation %u)",
 	       (unsigned long)fs_stats.forks, (unsigned long)fs_stats.channels,
-	       (unsigned long)fs_stats.replaced, (unsigned long)fs_stats.neutralised, fs_generation);
+	       (unsigned long)fs_stats.replaced, (unsigned long)fs_stats.neutralised, fs_quiesce_waits(),
+	       fs_quiesce_longest_ms(), fs_generation);
 }

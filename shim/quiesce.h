@@ -1,0 +1,42 @@
+/* Bringing threads out of gRPC before a fork, and letting them go on after. */
+#ifndef FORKSAFE_QUIESCE_H
+#define FORKSAFE_QUIESCE_H
+
+#include <stdbool.h>
+#include <time.h>
+
+#include <grpc/grpc.h>
+
+/* How long a plucking thread stays inside gRPC at a time: the longest a fork
+ * waits for it, and one wake-up per slice while a synchronous call is in
+ * flight (none while idle). */
+#define FS_PLUCK_SLICE_MS 100
+
+/* For the completion-queue hooks (hooks_cq.c). */
+struct waiter;
+struct waiter *fs_quiesce_self(void);   /* this thread's record; NULL if out of memory */
+bool fs_quiesce_enter(struct waiter *w, grpc_completion_queue *next_queue); /* false: wait at the door */
+void fs_quiesce_leave(struct waiter *w);
+void fs_quiesce_wait_at_door(void);
+bool fs_quiesce_is_wake(const grpc_event *ev);
+grpc_channel *fs_quiesce_wake_channel(void); /* made on first use */
+void fs_quiesce_note_shutdown(grpc_completion_queue *cq);
+void fs_quiesce_note_destroy(grpc_completion_queue *cq);
+
+/* Fork path (parent, before core's prefork): asks every thread waiting in
+ * grpc_completion_queue_next/pluck to leave gRPC and waits for them until
+ * `deadline` (CLOCK_MONOTONIC). Returns how many are still inside. Threads
+ * that arrive meanwhile wait at the door. */
+unsigned fs_quiesce_begin(const struct timespec *deadline);
+
+/* After the fork: in the parent the waiting threads go back in; in the child
+ * they do not exist, and their records are freed for reuse. */
+void fs_quiesce_end_parent(void);
+void fs_quiesce_end_child(void);
+
+/* Statistics for the exit summary. */
+unsigned long fs_quiesce_waits(void);
+unsigned long fs_quiesce_longest_ms(void);
+void fs_quiesce_note_wait(unsigned long ms);
+
+#endif
