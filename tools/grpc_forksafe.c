@@ -1,6 +1,6 @@
 /* grpc-forksafe: run a command with libgrpc_forksafe.so preloaded.
  *
- *   grpc-forksafe [--mode M] [--log LEVEL] [--audit] [--] COMMAND [ARGS...]
+ *   grpc-forksafe [--mode M] [--log LEVEL] [--quiesce-ms N] [--audit] [--] COMMAND [ARGS...]
  *
  * Without --audit the command replaces this process (exec), so its exit
  * status and signals reach the caller untouched. The options only set the
@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <bsd/stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
@@ -21,7 +22,7 @@
 #define FORKSAFE_VERSION "unknown"
 #endif
 
-#define USAGE "grpc-forksafe [--mode MODE] [--log LEVEL] [--audit] [--] COMMAND [ARG]..."
+#define USAGE "grpc-forksafe [--mode MODE] [--log LEVEL] [--quiesce-ms N] [--audit] [--] COMMAND [ARG]..."
 
 static const char *const modes[] = { "reconnect", "close", "audit", "off", NULL };
 static const char *const levels[] = { "error", "warn", "info", "debug", NULL };
@@ -38,6 +39,9 @@ static void help(void)
 	       "                default: the environment's value, else reconnect)\n"
 	       "  --log LEVEL   error, warn, info or debug, or 0-3 (sets GRPC_FORKSAFE_LOG;\n"
 	       "                default: the environment's value, else warn)\n"
+	       "  --quiesce-ms N  how long a fork waits for threads to leave gRPC, 0-600000\n"
+	       "                (sets GRPC_FORKSAFE_QUIESCE_MS; default: the environment's\n"
+	       "                value, else 1000)\n"
 	       "  --audit       run COMMAND unchanged, then report on stderr each fork made\n"
 	       "                with live gRPC channels or calls, whether a child used them,\n"
 	       "                and a verdict: does COMMAND need grpc-forksafe?\n"
@@ -111,7 +115,7 @@ static const char *option_value(char **argv, int *i, const char *name)
 
 int main(int argc, char **argv)
 {
-	const char *mode = NULL, *level = NULL, *value;
+	const char *mode = NULL, *level = NULL, *quiesce = NULL, *value, *why;
 	int audit = 0, i;
 	char *lib;
 
@@ -134,8 +138,20 @@ int main(int argc, char **argv)
 			if ((level = level_of(value)) == NULL)
 				usage_error("--log '%s' is not valid (accepted: error, warn, info, debug, or 0-3)",
 					    value);
+		} else if ((value = option_value(argv, &i, "--quiesce-ms")) != NULL) {
+			/* The library's own rule: digits only, 0 to 600000. */
+			why = NULL;
+			if (value[0] < '0' || value[0] > '9')
+				why = "invalid";
+			else
+				(void)strtonum(value, 0, 600000, &why);
+			if (why != NULL)
+				usage_error("--quiesce-ms '%s' is %s (accepted: a whole number from 0 to 600000)",
+					    value, why);
+			quiesce = value;
 		} else {
-			usage_error("unknown option '%s' (accepted: --mode, --log, --audit, --help, --version, --)",
+			usage_error("unknown option '%s' (accepted: --mode, --log, --quiesce-ms, --audit, --help, "
+				    "--version, --)",
 				    argv[i]);
 		}
 	}
@@ -157,7 +173,8 @@ int main(int argc, char **argv)
 			level = "warn";
 	}
 	if ((mode != NULL && setenv("GRPC_FORKSAFE_MODE", mode, 1) != 0) ||
-	    (level != NULL && setenv("GRPC_FORKSAFE_LOG", level, 1) != 0)) {
+	    (level != NULL && setenv("GRPC_FORKSAFE_LOG", level, 1) != 0) ||
+	    (quiesce != NULL && setenv("GRPC_FORKSAFE_QUIESCE_MS", quiesce, 1) != 0)) {
 		cli_say("cannot set the environment: %s", strerror(errno));
 		return EXIT_WRAPPER;
 	}

@@ -29,7 +29,7 @@ all: $(WRAPPER)
 
 # In the build tree the command looks for the library next to itself.
 $(WRAPPER): $(WRAPPER_SRCS) $(wildcard tools/*.h) tools/tools.mk Makefile
-	$(CC) $(WRAPPER_CFLAGS) -o $@ $(WRAPPER_SRCS)
+	$(CC) $(WRAPPER_CFLAGS) -o $@ $(WRAPPER_SRCS) -lbsd
 
 # The installed command is compiled here, with the paths chosen now, in a
 # temporary directory: `sudo make install` leaves no root-owned file in $(BUILD).
@@ -39,7 +39,7 @@ install: $(SHIM)
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	echo "compiling grpc-forksafe for $(BINDIR): library at $(PKGLIBDIR), found as $(LIB_FROM_BIN) from the command" && \
 	$(CC) $(WRAPPER_CFLAGS) -DFORKSAFE_LIB_REL='"$(LIB_FROM_BIN)"' -DFORKSAFE_LIB_ABS='"$(PKGLIBDIR)"' \
-	      -o "$$tmp/grpc-forksafe" $(WRAPPER_SRCS) && \
+	      -o "$$tmp/grpc-forksafe" $(WRAPPER_SRCS) -lbsd && \
 	install -d '$(DESTDIR)$(BINDIR)' '$(DESTDIR)$(PKGLIBDIR)' $(sort $(foreach m,$(MAN_INSTALLED),'$(DESTDIR)$(dir $(m))')) && \
 	install -m 0755 "$$tmp/grpc-forksafe" '$(DESTDIR)$(BINDIR)/grpc-forksafe' && \
 	install -m 0644 $(SHIM) '$(DESTDIR)$(PKGLIBDIR)/libgrpc_forksafe.so' && \

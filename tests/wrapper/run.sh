@@ -118,6 +118,8 @@ usage_case --bogus yes --bogus touch "$ran"
 usage_case sometimes yes --mode=sometimes touch "$ran"
 usage_case 7 yes --log 7 touch "$ran"
 usage_case loud yes --log loud touch "$ran"
+usage_case " 5" yes --quiesce-ms " 5" touch "$ran"
+usage_case 600001 yes --quiesce-ms 600001 touch "$ran"
 usage_case --mode no --mode
 usage_case "--mode off" no --audit --mode off touch "$ran"
 usage_case "--log error" no --audit --log error touch "$ran"
@@ -126,10 +128,11 @@ usage_case "no command" no --log info --
 [ ! -e "$ran" ] || p+="the command ran after a usage error; "
 check "usage errors: 2 and one line, the command never runs" "$p" "$tmp"/usage*.err
 
-run mode-log "$W" --mode Close --log=1 sh -c 'echo "mode=$GRPC_FORKSAFE_MODE log=$GRPC_FORKSAFE_LOG"'
+run mode-log "$W" --mode Close --log=1 --quiesce-ms=250 \
+  sh -c 'echo "mode=$GRPC_FORKSAFE_MODE log=$GRPC_FORKSAFE_LOG quiesce=$GRPC_FORKSAFE_QUIESCE_MS"'
 p=$(expect_status mode-log 0)
-[ "$(out mode-log)" = "mode=close log=1" ] || p+="the command saw '$(out mode-log)'; "
-check "--mode and --log set GRPC_FORKSAFE_MODE and GRPC_FORKSAFE_LOG" "$p" "$tmp/mode-log.err"
+[ "$(out mode-log)" = "mode=close log=1 quiesce=250" ] || p+="the command saw '$(out mode-log)'; "
+check "--mode, --log and --quiesce-ms set GRPC_FORKSAFE_MODE, _LOG and _QUIESCE_MS" "$p" "$tmp/mode-log.err"
 
 # The shell run by the wrapper kills itself: the caller must see the signal.
 run sigterm "$W" sh -c 'kill -TERM $$'
