@@ -231,7 +231,7 @@ unsigned fs_quiesce_begin(const struct timespec *deadline)
 								 fs_grpc.now(GPR_CLOCK_MONOTONIC), q, &wake_tag);
 	}
 	while ((inside = count_inside()) > 0)
-		if (pthread_cond_timedwait(&left, &lock, deadline) == ETIMEDOUT) {
+		if (pthread_cond_clockwait(&left, &lock, CLOCK_MONOTONIC, deadline) == ETIMEDOUT) {
 			inside = count_inside();
 			break;
 		}
