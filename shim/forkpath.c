@@ -26,6 +26,7 @@
 
 #include "calls.h"
 #include "chantab.h"
+#include "execctx.h"
 #include "config.h"
 #include "fdreg.h"
 #include "forkables.h"
@@ -75,6 +76,10 @@ bool fs_forkpath_grpc_in_use(void)
 void fs_fork_note_core_block(bool blocked)
 {
 	rec.core_block = blocked;
+	/* Only once core has blocked entries (counting this thread's own, which it
+	 * requires) may the threads it is about to wait for be let through. */
+	if (blocked)
+		fs_execctx_prefork_running(true);
 }
 
 static enum core_outcome core_prefork(void);
@@ -127,6 +132,7 @@ static enum core_outcome core_prefork(void)
 		return CORE_NOT_IN_USE;
 	rec.core_block = -1;
 	fs_grpc.prefork();
+	fs_execctx_prefork_running(false); /* set by fs_fork_note_core_block */
 	if (rec.core_block == 1)
 		return CORE_RAN;
 	if (rec.core_block == 0)

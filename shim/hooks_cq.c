@@ -1,7 +1,7 @@
 /*
  * The completion-queue calls in which threads wait inside gRPC. While no fork
  * is pending they cost a few atomic stores; see quiesce.c for what a fork
- * does with them.
+ * does with them. (New calls wait for a pending fork in hooks_grpc.c.)
  */
 #include "config.h"
 #include "grpclib.h"
@@ -37,6 +37,10 @@ EXPORT grpc_event grpc_completion_queue_next(grpc_completion_queue *cq, gpr_time
 	}
 }
 
+/* A thread in pluck() is waiting for a call of its own, whose buffers live on
+ * its stack: it is never parked here (parked mid-call, a child would inherit a
+ * call that completes into a stack no thread owns). The fork waits for it to
+ * come out with its call done; its next call then waits in the call hooks. */
 EXPORT grpc_event grpc_completion_queue_pluck(grpc_completion_queue *cq, void *tag, gpr_timespec deadline,
 					      void *reserved)
 {
@@ -50,21 +54,10 @@ EXPORT grpc_event grpc_completion_queue_pluck(grpc_completion_queue *cq, void *t
 		}
 		return fs_grpc.cq_pluck(cq, tag, deadline, reserved);
 	}
-	for (;;) {
-		gpr_timespec now = fs_grpc.now(GPR_CLOCK_MONOTONIC);
-		gpr_timespec slice = fs_grpc.time_add(now, fs_grpc.time_from_millis(FS_PLUCK_SLICE_MS, GPR_TIMESPAN));
-		bool sliced = fs_grpc.time_cmp(slice, fs_grpc.convert_clock_type(deadline, GPR_CLOCK_MONOTONIC)) < 0;
-
-		if (!fs_quiesce_enter(w, NULL)) {
-			fs_quiesce_wait_at_door();
-			continue;
-		}
-		ev = fs_grpc.cq_pluck(cq, tag, sliced ? slice : deadline, reserved);
-		fs_quiesce_leave(w);
-		if (ev.type == GRPC_QUEUE_TIMEOUT && sliced)
-			continue; /* our slice, not the caller's deadline */
-		return ev;
-	}
+	fs_quiesce_enter_in_call(w);
+	ev = fs_grpc.cq_pluck(cq, tag, deadline, reserved);
+	fs_quiesce_leave(w);
+	return ev;
 }
 
 EXPORT void grpc_completion_queue_shutdown(grpc_completion_queue *cq)

@@ -17,6 +17,7 @@
 #include "grpclib.h"
 #include "init.h"
 #include "log.h"
+#include "quiesce.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -149,6 +150,7 @@ EXPORT grpc_call *grpc_channel_create_call(grpc_channel *channel, grpc_call *par
 	grpc_call *call;
 
 	REAL(channel_create_call, "grpc_channel_create_call", NULL);
+	fs_quiesce_gate();
 	call = fs_grpc.channel_create_call(here(channel), parent_call, propagation_mask, cq, method, host,
 					   deadline, reserved);
 	if (__builtin_expect(fs_cfg.mode == FS_MODE_AUDIT, 0))
@@ -165,6 +167,7 @@ EXPORT grpc_call *grpc_channel_create_registered_call(grpc_channel *channel, grp
 	grpc_call *call;
 
 	REAL(channel_create_registered_call, "grpc_channel_create_registered_call", NULL);
+	fs_quiesce_gate();
 	if (__builtin_expect(fs_generation != 0, 0) && fs_grpc_ensure()) {
 		if (fs_cfg.mode == FS_MODE_AUDIT)
 			audit_use(channel);

@@ -2,22 +2,24 @@
  * Threads blocked in gRPC make core skip its fork handlers (grpc_prefork
  * refuses while any other thread is inside gRPC), and every synchronous
  * grpc++ call, server-stream read and completion-queue thread is blocked in
- * grpc_completion_queue_next or _pluck. Those two are hooked here:
+ * grpc_completion_queue_next or _pluck (hooks_cq.c).
  *
  * - A thread waiting in next() is woken at once: the fork path posts an event
  *   with a private tag on its queue, through a connectivity watch on a lame
  *   channel with a deadline in the past (a public API that completes at once).
- *   The hook swallows that event.
- * - pluck() has no way to be woken for another tag, so the hook waits in
- *   slices of PLUCK_SLICE_MS, returning to the caller only for the caller's
- *   own tag or deadline. Between slices the thread is outside gRPC.
- * - While a fork is pending, a thread entering either waits at the door,
- *   outside gRPC, until the fork is done.
+ *   The hook swallows that event and waits at the door, outside gRPC.
+ * - A thread in pluck() is waiting for its own call, whose buffers are on its
+ *   stack. It is not parked: a call left in flight across the fork would be
+ *   completed in the child (its deadline timer fires there) into a stack no
+ *   thread owns any more, which the child's new threads reuse. The fork waits
+ *   for it to come out, its call done.
+ * - While a fork is pending, new calls (hooks_grpc.c) and next() wait at the
+ *   door, outside gRPC, with nothing in flight.
  *
- * The waiting threads hold no lock of gRPC's (they are between calls), so the
- * fork sees a quiet gRPC and core runs its handlers in full. Each thread has a
- * record the fork path can scan without allocating; records of threads that
- * ended are reused.
+ * A stream being read keeps its call in flight between reads, so its reader
+ * is not brought out: the fork goes ahead when GRPC_FORKSAFE_QUIESCE_MS runs
+ * out, core declines, and the shim says so. Each thread has a record the fork
+ * path scans without allocating; records of threads that ended are reused.
  */
 #include "quiesce.h"
 
@@ -47,7 +49,8 @@ static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t left = PTHREAD_COND_INITIALIZER;    /* a waiter left gRPC */
 static pthread_cond_t resume = PTHREAD_COND_INITIALIZER;  /* the fork is done */
-static atomic_bool requested;
+atomic_bool fs_quiesce_requested;
+#define requested fs_quiesce_requested
 
 /* The private tag of wake-up events, and the lame channel that posts them. */
 static char wake_tag;
@@ -129,6 +132,12 @@ bool fs_quiesce_enter(struct waiter *w, grpc_completion_queue *next_queue)
 	atomic_store(&w->inside, false);
 	atomic_store(&w->queue, NULL);
 	return false;
+}
+
+void fs_quiesce_enter_in_call(struct waiter *w)
+{
+	atomic_store(&w->queue, NULL);
+	atomic_store(&w->inside, true);
 }
 
 void fs_quiesce_leave(struct waiter *w)

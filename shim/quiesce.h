@@ -2,20 +2,17 @@
 #ifndef FORKSAFE_QUIESCE_H
 #define FORKSAFE_QUIESCE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <time.h>
 
 #include <grpc/grpc.h>
 
-/* How long a plucking thread stays inside gRPC at a time: the longest a fork
- * waits for it, and one wake-up per slice while a synchronous call is in
- * flight (none while idle). */
-#define FS_PLUCK_SLICE_MS 100
-
 /* For the completion-queue hooks (hooks_cq.c). */
 struct waiter;
 struct waiter *fs_quiesce_self(void);   /* this thread's record; NULL if out of memory */
 bool fs_quiesce_enter(struct waiter *w, grpc_completion_queue *next_queue); /* false: wait at the door */
+void fs_quiesce_enter_in_call(struct waiter *w); /* inside, even while a fork waits */
 void fs_quiesce_leave(struct waiter *w);
 void fs_quiesce_wait_at_door(void);
 bool fs_quiesce_is_wake(const grpc_event *ev);
@@ -38,5 +35,14 @@ void fs_quiesce_end_child(void);
 unsigned long fs_quiesce_waits(void);
 unsigned long fs_quiesce_longest_ms(void);
 void fs_quiesce_note_wait(unsigned long ms);
+
+/* Call creation: waits, outside gRPC, while a fork is pending. One atomic
+ * load when none is. */
+extern atomic_bool fs_quiesce_requested;
+static inline void fs_quiesce_gate(void)
+{
+	if (__builtin_expect(atomic_load_explicit(&fs_quiesce_requested, memory_order_acquire), 0))
+		fs_quiesce_wait_at_door();
+}
 
 #endif

@@ -1,0 +1,11 @@
+/* gRPC core's count of threads inside gRPC, around its own prefork. */
+#ifndef FORKSAFE_EXECCTX_H
+#define FORKSAFE_EXECCTX_H
+
+#include <stdbool.h>
+
+/* Set in the forking thread from the moment core's grpc_prefork has blocked
+ * entries into gRPC until it returns. */
+void fs_execctx_prefork_running(bool running);
+
+#endif
