@@ -26,9 +26,9 @@ struct fs_config {
 	long quiesce_ms;      /* how long a fork waits for threads to leave gRPC */
 };
 
-/* Long enough for threads in pluck (out within one 100 ms slice) and calls
- * being started to leave gRPC, short enough that no fork stalls a server for
- * long when a thread cannot be brought out. */
+/* Long enough for synchronous calls in progress to finish and leave gRPC,
+ * short enough that no fork stalls a server for long when a thread cannot be
+ * brought out (a stream still being read, say). */
 #define FS_QUIESCE_MS_DEFAULT 1000
 
 /* How settings are read: secure_getenv in the shim, a table in the tests. */
