@@ -42,10 +42,6 @@ struct fs_grpc {
 	void (*cq_destroy)(grpc_completion_queue *);
 	grpc_cq_completion_type (*cq_completion_type)(grpc_completion_queue *);
 	gpr_timespec (*now)(gpr_clock_type);
-	gpr_timespec (*time_add)(gpr_timespec, gpr_timespec);
-	gpr_timespec (*time_from_millis)(int64_t, gpr_clock_type);
-	int (*time_cmp)(gpr_timespec, gpr_timespec);
-	gpr_timespec (*convert_clock_type)(gpr_timespec, gpr_clock_type);
 	/* Core's fork support (C++ functions in libgrpc and libgpr). */
 	void (*prefork)(void);
 	void (*postfork_parent)(void);

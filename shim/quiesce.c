@@ -225,7 +225,7 @@ static unsigned count_inside(void)
  * (it allocates inside gRPC, before core's prefork, as any gRPC call would). */
 unsigned fs_quiesce_begin(const struct timespec *deadline)
 {
-	grpc_channel *wake = atomic_load(&wake_channel);
+	grpc_channel *wake = fs_grpc.now != NULL ? atomic_load(&wake_channel) : NULL;
 	unsigned inside;
 
 	pthread_mutex_lock(&lock);
