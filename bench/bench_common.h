@@ -3,13 +3,19 @@
 #ifndef FORKSAFE_BENCH_COMMON_H
 #define FORKSAFE_BENCH_COMMON_H
 
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <chrono>
 #include <cstdint>
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -58,6 +64,79 @@ inline std::string Describe(const grpc::Status& s) {
   std::replace(out.begin(), out.end(), ' ', '_');
   return out;
 }
+
+// The calling thread's kernel id.
+inline pid_t ThreadId() { return static_cast<pid_t>(syscall(SYS_gettid)); }
+
+// Waits until thread `tid` of this process is asleep in the kernel (state S
+// in /proc/self/task/TID/stat), polling every 100 µs; false after timeout_ms.
+// A thread that has just said it is about to wait inside gRPC, and does
+// nothing else that can block, is then waiting inside gRPC.
+inline bool AwaitBlocked(pid_t tid, int timeout_ms) {
+  const std::string path = "/proc/self/task/" + std::to_string(tid) + "/stat";
+  const int64_t end = NowNs() + int64_t{timeout_ms} * 1000000;
+  do {
+    std::ifstream in(path);
+    std::ostringstream text;
+    text << in.rdbuf();
+    const std::string stat = text.str();
+    size_t paren = stat.rfind(')');  // "tid (comm) S ...": the state follows it
+    if (paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] == 'S') return true;
+    usleep(100);
+  } while (NowNs() < end);
+  return false;
+}
+
+// A thread that waits inside gRPC until cancelled: it opens a Count stream
+// whose second reply is `hold_ms` away, reads the first reply, then blocks in
+// the second Read (grpc_completion_queue_pluck), as a synchronous call waiting
+// for a slow reply does. Start() returns once the thread is blocked there;
+// Stop() cancels the stream and joins, and says whether the stream was intact
+// until then (cancelled, not failed).
+class BlockedReader {
+ public:
+  bool Start(Echo::Stub* stub, int hold_ms) {
+    ctx_.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(hold_ms + 60000));
+    std::mutex mu;
+    std::condition_variable cv;
+    bool ready = false;
+    thread_ = std::thread([&, stub, hold_ms] {
+      forksafe::echo::CountRequest req;
+      req.set_pid(getpid());
+      req.set_tag("blocked-reader");
+      req.set_count(2);
+      req.set_interval_ms(hold_ms);
+      auto reader = stub->Count(&ctx_, req);
+      forksafe::echo::SayReply reply;
+      first_ok_ = reader->Read(&reply);
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        tid_ = ThreadId();
+        ready = true;
+        cv.notify_all();
+      }
+      if (first_ok_) got_second_ = reader->Read(&reply);
+      status_ = reader->Finish();
+    });
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return ready; });
+    }
+    return first_ok_ && AwaitBlocked(tid_, 5000);
+  }
+  bool Stop() {
+    ctx_.TryCancel();
+    thread_.join();
+    return first_ok_ && !got_second_ && status_.error_code() == grpc::StatusCode::CANCELLED;
+  }
+
+ private:
+  grpc::ClientContext ctx_;
+  std::thread thread_;
+  pid_t tid_ = 0;
+  bool first_ok_ = false, got_second_ = false;
+  grpc::Status status_;
+};
 
 // Nearest-rank percentile (p in 0..100) of the samples; sorts them.
 inline double Percentile(std::vector<double>* v, double p) {

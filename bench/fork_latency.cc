@@ -2,10 +2,22 @@
 // used gRPC channels: the cost the shim adds to every fork() by preparing
 // gRPC for it.
 //
-// Usage: fork-latency TARGET CHANNELS ITERATIONS
+// Usage: fork-latency TARGET CHANNELS ITERATIONS [--busy N] [--active N]
 // Prints: median_us=<t> p90_us=<t> first_us=<t> iterations=<n> channels=<n>
-//         channels_ok_after=<ok>/<checked>
+//         channels_ok_after=<ok>/<checked> busy=<n> busy_ok_after=<ok>/<n>
+//         active=<n> active_rpcs=<n> active_failed=<n>
 // first_us is the process's first fork(), which is not among the timed ones.
+//
+// --busy N: N other threads are blocked inside gRPC during every fork, each
+// waiting in a synchronous read (grpc_completion_queue_pluck) for a reply the
+// server holds back (a Count stream whose second reply is a minute away), on
+// the first channel. Stock gRPC skips its fork handlers then; the shim first
+// tries to bring the threads out of gRPC. Afterwards each stream is
+// cancelled: busy_ok_after counts those that were intact until then. With
+// --busy, 2 forks instead of 10 go untimed first.
+// --active N: N other threads make synchronous Say RPCs back to back on the
+// first channel (replies come at once) during every fork; active_rpcs and
+// active_failed count their RPCs.
 //
 // Each channel gets a distinct channel argument, so each has its own TCP
 // connection, and makes one RPC before timing starts. The child _exit(0)s at
@@ -15,14 +27,25 @@
 
 #include <sys/wait.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <thread>
 
 #include "bench_common.h"
 
 int main(int argc, char** argv) {
-  if (argc != 4 || std::atoi(argv[2]) < 1 || std::atoi(argv[3]) < 1) {
-    std::fprintf(stderr, "usage: fork-latency TARGET CHANNELS ITERATIONS\n");
+  int busy = 0, active = 0;
+  bool bad_option = false;
+  for (int i = 4; i < argc; i += 2) {
+    if (i + 1 < argc && std::strcmp(argv[i], "--busy") == 0) busy = std::atoi(argv[i + 1]);
+    else if (i + 1 < argc && std::strcmp(argv[i], "--active") == 0) active = std::atoi(argv[i + 1]);
+    else bad_option = true;
+  }
+  if (argc < 4 || bad_option || std::atoi(argv[2]) < 1 || std::atoi(argv[3]) < 1 || busy < 0 ||
+      active < 0) {
+    std::fprintf(stderr, "usage: fork-latency TARGET CHANNELS ITERATIONS [--busy N] [--active N]\n");
     return 2;
   }
   const std::string target = argv[1];
@@ -40,7 +63,28 @@ int main(int argc, char** argv) {
     }
   }
 
-  const int warmup = 10;
+  std::vector<std::unique_ptr<bench::BlockedReader>> readers;
+  for (int i = 0; i < busy; i++) {
+    readers.push_back(std::make_unique<bench::BlockedReader>());
+    if (!readers.back()->Start(stubs[0].get(), 60000)) {
+      std::fprintf(stderr, "fork-latency: busy thread %d did not block in its read\n", i);
+      return 1;
+    }
+  }
+
+  std::atomic<bool> stop{false};
+  std::atomic<long> active_rpcs{0}, active_failed{0};
+  std::vector<std::thread> actives;
+  for (int i = 0; i < active; i++) {
+    actives.emplace_back([&] {
+      while (!stop) {
+        if (bench::Say(stubs[0].get(), "fork-latency-active", 2000).ok()) active_rpcs++;
+        else active_failed++;
+      }
+    });
+  }
+
+  const int warmup = busy > 0 ? 2 : 10;
   std::vector<double> us;
   double first_us = 0;  // the process's first fork, reported on its own: it pays one-off costs
   for (int i = 0; i < warmup + iterations; i++) {
@@ -58,6 +102,11 @@ int main(int argc, char** argv) {
     if (i >= warmup) us.push_back((t1 - t0) / 1e3);
   }
 
+  int busy_ok = 0;
+  for (auto& r : readers) busy_ok += r->Stop();
+  stop = true;
+  for (auto& t : actives) t.join();
+
   // Stops after a few failures so that a broken run still ends in seconds.
   int ok_after = 0, checked = 0;
   for (auto& stub : stubs) {
@@ -68,7 +117,9 @@ int main(int argc, char** argv) {
 
   double p90 = bench::Percentile(&us, 90);
   double median = bench::Percentile(&us, 50);
-  std::printf("median_us=%.1f p90_us=%.1f first_us=%.1f iterations=%d channels=%d channels_ok_after=%d/%d\n",
-              median, p90, first_us, iterations, channels, ok_after, checked);
-  return ok_after == channels ? 0 : 1;
+  std::printf("median_us=%.1f p90_us=%.1f first_us=%.1f iterations=%d channels=%d channels_ok_after=%d/%d "
+              "busy=%d busy_ok_after=%d/%d active=%d active_rpcs=%ld active_failed=%ld\n",
+              median, p90, first_us, iterations, channels, ok_after, checked, busy, busy_ok, busy,
+              active, active_rpcs.load(), active_failed.load());
+  return ok_after == channels && busy_ok == busy && active_failed == 0 ? 0 : 1;
 }

@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <limits.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -80,7 +81,8 @@ forksafe::echo::SayRequest Request(const std::string& full_tag, const Expect& ex
 
 // Judges a finished call against `expect` and prints its line.
 bool Report(const std::string& full_tag, const forksafe::echo::SayRequest& req,
-            const grpc::Status& st, const Reply& reply, const Expect& expect) {
+            const grpc::Status& st, const Reply& reply, const Expect& expect,
+            bool quiet = false) {
   const char* role = g_role.c_str();
   bool ok = false;
   if (st.error_code() != expect.code) {
@@ -105,8 +107,9 @@ bool Report(const std::string& full_tag, const forksafe::echo::SayRequest& req,
   } else {
     std::string wrong = expect.check ? expect.check(reply) : std::string();
     if (wrong.empty()) {
-      std::printf("%s pid=%d %s: ok peer=%s\n", role, getpid(), full_tag.c_str(),
-                  reply.peer().c_str());
+      if (!quiet)
+        std::printf("%s pid=%d %s: ok peer=%s\n", role, getpid(), full_tag.c_str(),
+                    reply.peer().c_str());
       ok = true;
     } else {
       std::printf("%s pid=%d %s: FAIL %s peer=%s\n", role, getpid(), full_tag.c_str(),
@@ -123,17 +126,31 @@ bool Say(Stub& stub, const Options& o, const std::string& tag) {
   return SayExpect(stub, o, tag, Expect());
 }
 
-bool SayExpect(Stub& stub, const Options& o, const std::string& tag, const Expect& expect,
-               Reply* out) {
+namespace {
+
+bool SayCall(Stub& stub, const Options& o, const std::string& tag, const Expect& expect,
+             Reply* out, bool quiet) {
   const std::string full_tag = o.run + ":" + tag;
   forksafe::echo::SayRequest req = Request(full_tag, expect);
   Reply reply;
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(o.deadline_ms));
+  if (expect.call_creds) ctx.set_credentials(expect.call_creds);
   grpc::Status st = stub.Say(&ctx, req, &reply);
-  bool ok = Report(full_tag, req, st, reply, expect);
+  bool ok = Report(full_tag, req, st, reply, expect, quiet);
   if (out != nullptr) *out = reply;
   return ok;
+}
+
+}  // namespace
+
+bool SayExpect(Stub& stub, const Options& o, const std::string& tag, const Expect& expect,
+               Reply* out) {
+  return SayCall(stub, o, tag, expect, out, false);
+}
+
+bool SayQuiet(Stub& stub, const Options& o, const std::string& tag) {
+  return SayCall(stub, o, tag, Expect(), nullptr, true);
 }
 
 bool AsyncSay(Stub& stub, grpc::CompletionQueue& cq, const Options& o, const std::string& tag,
@@ -312,6 +329,33 @@ bool AwaitTurn(int fd) {
   do n = read(fd, &c, 1);
   while (n < 0 && errno == EINTR);
   return n == 1;
+}
+
+void Gate::Arrive() {
+  std::lock_guard<std::mutex> lock(mu_);
+  count_++;
+  cv_.notify_all();
+}
+
+bool Gate::WaitFor(int n, int timeout_ms) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return count_ >= n; });
+}
+
+pid_t ThreadId() { return static_cast<pid_t>(syscall(SYS_gettid)); }
+
+bool AwaitBlocked(pid_t tid, int timeout_ms) {
+  const std::string path = "/proc/self/task/" + std::to_string(tid) + "/stat";
+  auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  do {
+    // "tid (comm) S ...": the state follows the last ')'.
+    std::string stat = ReadFile(path);
+    size_t paren = stat.rfind(')');
+    if (paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] == 'S')
+      return true;
+    usleep(100);
+  } while (std::chrono::steady_clock::now() < end);
+  return false;
 }
 
 std::string DescribeStatus(int status) {

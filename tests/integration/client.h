@@ -6,8 +6,10 @@
 
 #include <sys/types.h>
 
+#include <condition_variable>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -26,6 +28,10 @@ struct Options {
   std::string self;          // absolute path of this program, for exec and spawn
   int deadline_ms = 2000;    // every RPC has one, so a broken channel fails instead of hanging
   std::string ca_file;       // PEM root certificates, for the scenarios that use TLS
+  // Sizes of the multi-threaded scenarios; 0: the scenario's own default.
+  int forks = 0;             // fork-storm: how many children
+  int threads = 0;           // threads making RPCs (or forking, in fork-threads)
+  int rpcs = 0;              // sync-threads, async-thread: RPCs per thread
 };
 
 // The process's role in the report ("parent", "child", ...). A forked child
@@ -57,6 +63,8 @@ struct Expect {
   grpc::StatusCode code = grpc::StatusCode::OK;     // the status it must end with
   // For a successful call: "" if the reply is right, else what is wrong with it.
   std::function<std::string(const Reply&)> check;
+  // Call credentials for this call alone (ClientContext::set_credentials).
+  std::shared_ptr<grpc::CallCredentials> call_creds;
 };
 
 // One unary Say call tagged "<run>:<tag>" that must come to `expect`; printed
@@ -71,6 +79,10 @@ bool SayExpect(Stub& stub, const Options& o, const std::string& tag, const Expec
 // safely with a call still pending).
 bool AsyncSay(Stub& stub, grpc::CompletionQueue& cq, const Options& o, const std::string& tag,
               Reply* out = nullptr);
+
+// As Say, but prints nothing when the call succeeds: for threads that make
+// RPCs nonstop. A failure is printed and counted as usual.
+bool SayQuiet(Stub& stub, const Options& o, const std::string& tag);
 
 // One Say call whose outcome is reported, not judged: "...: attempt OK in
 // <ms> ms peer=<peer>" or "...: attempt <CODE>(<n>) \"<message>\" in <ms> ms".
@@ -109,6 +121,30 @@ bool WaitChild(pid_t pid, const std::string& what, int want_status = 0);
 // sleeping. AwaitTurn is false once the other side has closed the pipe.
 bool SendTurn(int fd);
 bool AwaitTurn(int fd);
+
+// A count that threads raise and other threads wait on (a condition
+// variable, never a sleep): "every worker has made its first RPC", or, when
+// each worker waits for all, a barrier that releases them together.
+class Gate {
+ public:
+  void Arrive();
+  // True once the count has reached n; false if timeout_ms passed first.
+  bool WaitFor(int n, int timeout_ms);
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int count_ = 0;
+};
+
+// The calling thread's kernel id.
+pid_t ThreadId();
+
+// Waits until thread `tid` of this process is asleep in the kernel (state S
+// in /proc/self/task/TID/stat), polling; false after timeout_ms. A thread
+// that has just signalled that it is about to call into gRPC, and does
+// nothing else that can block, is then blocked inside gRPC.
+bool AwaitBlocked(pid_t tid, int timeout_ms);
 
 // Describes a waitpid status: "exited 0", "killed by signal 9".
 std::string DescribeStatus(int status);

@@ -1,13 +1,20 @@
 // fork-client: an ordinary grpc++ client of the echo service that forks.
 //
 // Usage: fork-client SCENARIO --target HOST:PORT [--run ID] [--deadline-ms N] [--ca FILE]
+//                   [--forks N] [--threads N] [--rpcs N]
 //   SCENARIO: new-channel inherited-stub inherited-release parent-during child-no-grpc-exit
 //             child-no-grpc-_exit fork-exec posix-spawn twenty-channels
 //             busy-thread daemon forkpty generations channel-api channel-args
-//             inherited-then-new async-cq tls-composite
+//             inherited-then-new async-cq tls-composite parent-destroys clone
+//             busy-stream-no-grpc sync-threads async-thread fork-threads fork-storm
+//             held-in-grpc
 //   --run          prefix of every request tag (default: the scenario name)
 //   --deadline-ms  deadline of every RPC (default 2000)
 //   --ca           PEM root certificates of a TLS server (tls-composite)
+//   --forks        fork-storm: how many children (40)
+//   --threads      sync-threads (8), fork-storm (4): threads making RPCs;
+//                  fork-threads: threads forking (4)
+//   --rpcs         sync-threads (300 per thread), async-thread (2000): RPCs made
 // Prints one line per RPC ("<role> pid=<pid> <run>:<tag>: ok peer=<peer>" or
 // "...: FAIL <CODE>(<n>) \"<message>\"") and exits 0 only if every RPC in
 // every process succeeded and every child exited as expected.
@@ -33,11 +40,13 @@ namespace {
 int Usage() {
   std::fprintf(stderr,
                "usage: fork-client SCENARIO --target HOST:PORT [--run ID] [--deadline-ms N]\n"
-               "                   [--ca FILE]\n"
+               "                   [--ca FILE] [--forks N] [--threads N] [--rpcs N]\n"
                "scenarios: new-channel inherited-stub inherited-release parent-during\n"
                "           child-no-grpc-exit child-no-grpc-_exit fork-exec posix-spawn\n"
                "           twenty-channels busy-thread daemon forkpty generations\n"
-               "           channel-api channel-args inherited-then-new async-cq tls-composite\n");
+               "           channel-api channel-args inherited-then-new async-cq tls-composite\n"
+               "           parent-destroys clone busy-stream-no-grpc sync-threads async-thread\n"
+               "           fork-threads fork-storm held-in-grpc\n");
   return 2;
 }
 
@@ -77,9 +86,13 @@ int main(int argc, char** argv) {
     else if (a == "--role") fc::SetRole(v);
     else if (a == "--tag") tag = v;
     else if (a == "--ca") o.ca_file = v;
+    else if (a == "--forks") o.forks = std::atoi(v.c_str());
+    else if (a == "--threads") o.threads = std::atoi(v.c_str());
+    else if (a == "--rpcs") o.rpcs = std::atoi(v.c_str());
     else return Usage();
   }
-  if (o.target.empty() || o.deadline_ms <= 0) return Usage();
+  if (o.target.empty() || o.deadline_ms <= 0 || o.forks < 0 || o.threads < 0 || o.rpcs < 0)
+    return Usage();
 
   int rc;
   if (scenario == "rpc") {
@@ -108,6 +121,12 @@ int main(int argc, char** argv) {
         {"tls-composite", fc::TlsComposite},
         {"parent-destroys", fc::ParentDestroys},
         {"clone", fc::Clone},
+        {"busy-stream-no-grpc", fc::BusyStreamNoGrpc},
+        {"sync-threads", fc::SyncThreads},
+        {"async-thread", fc::AsyncThread},
+        {"fork-threads", fc::ForkThreads},
+        {"fork-storm", fc::ForkStorm},
+        {"held-in-grpc", fc::HeldInGrpc},
     };
     auto it = kScenarios.find(scenario);
     if (it == kScenarios.end()) return Usage();

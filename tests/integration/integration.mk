@@ -1,6 +1,7 @@
 # Integration tests: ordinary grpc++ programs that fork, run with the shim
 # preloaded against a real echo server (tests/integration/run.sh), and the same
-# under valgrind (tests/integration/valgrind.sh).
+# under valgrind (tests/integration/valgrind.sh). `make stress`: the fork storm
+# at full size (tests/integration/stress.sh), not part of `make test`.
 
 INTEG_DIR    := tests/integration
 INTEG_SRCS   := $(wildcard $(INTEG_DIR)/*.cc)
@@ -10,7 +11,7 @@ FORK_CLIENT  := $(BUILD)/tests/fork-client
 CAPI_CLIENT  := $(BUILD)/tests/channel-api-c
 MEMCHECK_CONTROL := $(BUILD)/tests/libmemcheck_control.so
 
-.PHONY: test-integration test-valgrind
+.PHONY: test-integration test-valgrind stress
 
 # The clients are part of the default build.
 all: $(FORK_CLIENT) $(CAPI_CLIENT)
@@ -41,3 +42,9 @@ test-integration: $(SHIM) $(ECHO_SERVER) $(FORK_CLIENT) $(CAPI_CLIENT)
 test-valgrind: $(SHIM) $(ECHO_SERVER) $(FORK_CLIENT) $(CAPI_CLIENT) $(MEMCHECK_CONTROL)
 	@$(INTEG_DIR)/valgrind.sh --shim $(SHIM) --server $(ECHO_SERVER) --client $(FORK_CLIENT) \
 	  --capi $(CAPI_CLIENT) --control $(MEMCHECK_CONTROL) --out $(BUILD)/tests/valgrind
+
+# 1000 forks while 8 threads make RPCs; STRESS_FORKS, STRESS_THREADS and
+# STRESS_TIMEOUT (seconds, 900) change it.
+stress: $(SHIM) $(ECHO_SERVER) $(FORK_CLIENT)
+	@$(INTEG_DIR)/stress.sh --shim $(SHIM) --server $(ECHO_SERVER) --client $(FORK_CLIENT) \
+	  --out $(BUILD)/tests/stress

@@ -1,4 +1,4 @@
-# Shared by run.sh and valgrind.sh (sourced, bash): arguments, the echo server,
+# Shared by run.sh, valgrind.sh and stress.sh (sourced, bash): arguments, the echo server,
 # verdicts, and the checks made on what the server and the kernel saw.
 # The scenario tables are read by the scripts that source this file:
 # shellcheck disable=SC2034
@@ -40,13 +40,16 @@ parse_args() {
 ALL_SCENARIOS=(new-channel inherited-stub inherited-release parent-during child-no-grpc-exit
                child-no-grpc-_exit fork-exec posix-spawn twenty-channels busy-thread daemon forkpty
                generations channel-api channel-args inherited-then-new async-cq tls-composite
-               c-channel-api parent-destroys clone)
+               c-channel-api parent-destroys clone busy-stream-no-grpc sync-threads async-thread
+               fork-threads fork-storm held-in-grpc)
 
 # What each scenario must leave behind. calls: the calls the server must see,
 # per role (the role is the tag's first word). forks: fork, daemon and forkpty
 # calls, each of which the shim must log exactly once in the parent (1 where
 # not listed). spawns: posix_spawn calls made while gRPC is in use, likewise
 # (checked only where listed: daemon's supervisor spawns before any gRPC).
+# "reported": the client says how many calls each role made, on a line
+# "EXPECT-CALLS parent=N child=M" (fork-storm's threads make as many as they can).
 declare -A CALLS=(
   [new-channel]="parent=4 child=3"
   [inherited-stub]="parent=4 child=3"
@@ -57,7 +60,7 @@ declare -A CALLS=(
   [fork-exec]="parent=4 exec=1"
   [posix-spawn]="parent=4 spawn=1"
   [twenty-channels]="parent=40 child=20"
-  [busy-thread]="parent=5"
+  [busy-thread]="parent=5 child=2"
   [daemon]="parent=1 child=3"
   [forkpty]="parent=4 child=3"
   [generations]="parent=3 child=8 grandchild=8 greatgrandchild=4"
@@ -69,24 +72,51 @@ declare -A CALLS=(
   [c-channel-api]="parent=2 child=1"
   [parent-destroys]="parent=5 child=3"
   [clone]="parent=4"
+  [busy-stream-no-grpc]="parent=5"
+  [sync-threads]="parent=2404 child=4"
+  [async-thread]="parent=2004 child=3"
+  [fork-threads]="parent=4 child=8"
+  [fork-storm]=reported
+  [held-in-grpc]="parent=5"
 )
 # Where each call must have had a connection of its own (distinct channel args).
 declare -A DISTINCT=([twenty-channels]="parent-before=20")
-declare -A FORKS=([fork-exec]=2 [posix-spawn]=0 [generations]=3)
+declare -A FORKS=([fork-exec]=2 [posix-spawn]=0 [generations]=3 [fork-threads]=4 [fork-storm]=40)
 declare -A SPAWNS=([posix-spawn]=2)
 # Forks at which core's handlers must be reported skipped (0 where not listed):
-# everywhere else the shim must have seen core run them. Threads blocked in
-# gRPC (busy-thread) are brought out first, so core runs there too.
-declare -A SKIPPED=()
+# everywhere else the shim must have seen core run them. The shim waits for
+# threads in gRPC (busy-thread) to leave it first, so core runs there too;
+# where it gives up waiting (below), core skips.
+declare -A SKIPPED=([busy-stream-no-grpc]=1 [held-in-grpc]=1)
+# Scenarios in which every fork the parent logs must say "core fork handlers
+# ran": forks made while other threads were busy in gRPC, or from several
+# threads at once.
+declare -A CORE_RAN=([busy-thread]=1 [sync-threads]=1 [async-thread]=1 [fork-threads]=1
+                     [fork-storm]=1)
+# The shim's warn lines "quiesce: ..." (it gave up waiting for threads to
+# leave gRPC) each scenario must log (0 where not listed).
+declare -A QUIESCE_WARNS=([busy-stream-no-grpc]=1 [held-in-grpc]=1)
+# The environment a scenario runs with, besides the preload and the log level.
+declare -A SCENARIO_ENV=(
+  [busy-stream-no-grpc]="GRPC_FORKSAFE_QUIESCE_MS=0"
+  [held-in-grpc]="GRPC_FORKSAFE_QUIESCE_MS=50"
+)
 # Lines the client's output must hold (an extended regular expression; RUN
 # stands for the run id): what the client reports without judging it.
 # Lines the shim's log (the client's stderr) must hold, likewise.
 declare -A SHIM_MUST_SAY=(
   [parent-destroys]='grpc-forksafe: info: fork: child [0-9]+ is generation 1; 1 channels,'
   [clone]='grpc-forksafe: info: child \(clone\): generation 1, [1-9][0-9]* inherited gRPC fds neutralised'
+  [held-in-grpc]='grpc-forksafe: warn: quiesce: gave up after [0-9]+ ms'
 )
 declare -A MUST_SAY=(
   [inherited-then-new]='^child pid=[0-9]+ RUN:child-inherited-1: attempt OK in [0-9]+ ms peer='
+  [busy-thread]='^parent pid=[0-9]+ RUN:parent-stream: ok 10 replies '
+  [sync-threads]='^parent pid=[0-9]+ RUN:parent-threads: 2400 RPCs ok from 8 threads$'
+  [async-thread]='^parent pid=[0-9]+ RUN:parent-async: ok 2000 of 2000 calls ok; [1-9][0-9]* completed after fork'
+  [busy-stream-no-grpc]='^parent pid=[0-9]+ RUN:parent-stream: ok 3 replies '
+  [fork-storm]='^parent pid=[0-9]+ RUN:storm: 40 forks in [0-9.]+ s: [0-9.]+ forks/s; children: 40 exited 0, 0 failed$'
+  [held-in-grpc]='^parent pid=[0-9]+ RUN:parent-held: ok peer='
 )
 # Scenarios run by channel-api-c instead of fork-client.
 declare -A CAPI_SCENARIOS=([c-channel-api]=1)

@@ -36,41 +36,103 @@ run_client() {
   # env(1), not the shell, applies the preload: timeout(1) itself must not
   # load the shim, or its own fork would be counted. Whatever preload and
   # shim settings the caller has set are not part of the test.
-  timeout -k 5 "${CLIENT_LIMIT:-$LIMIT}" env -u LD_PRELOAD -u GRPC_FORKSAFE_MODE -u GRPC_FORKSAFE_LOG "$@" "${CMD[@]}" \
+  timeout -k 5 "${CLIENT_LIMIT:-$LIMIT}" env -u LD_PRELOAD -u GRPC_FORKSAFE_MODE -u GRPC_FORKSAFE_LOG \
+    -u GRPC_FORKSAFE_QUIESCE_MS -u GRPC_FORKSAFE_LOG_FILE "$@" "${CMD[@]}" \
     >"$OUT/$run.out" 2>"$OUT/$run.err"
   STATUS=$?
 }
 
-# The scenario with the shim preloaded: everything must succeed.
+# What is wrong with run $2 of scenario $1 (with the shim preloaded, output
+# in $OUT/$2.out and .err, exit status in STATUS), judged by the scenario's
+# tables in lib.sh. Prints the problems; silent if none.
+scenario_problems() {
+  local s=$1 run=$2 n calls
+  local out=$OUT/$run.out err=$OUT/$run.err
+  [ "$STATUS" -eq 0 ] || printf 'client %s; ' "$(describe_exit "$STATUS" "$LIMIT")"
+  grep -q "^RESULT .*: ok$" "$out" || printf "no 'RESULT ... ok' line; "
+  check_must_say "$s" "$out" "$run"
+  [ -z "${SHIM_MUST_SAY[$s]+x}" ] || grep -qE -- "${SHIM_MUST_SAY[$s]}" "$err" ||
+    printf "the shim's log has no line matching '%s'; " "${SHIM_MUST_SAY[$s]}"
+  calls=${CALLS[$s]}
+  if [ "$calls" = reported ]; then
+    calls=$(sed -n 's/^EXPECT-CALLS //p' "$out")
+    [ -n "$calls" ] || printf "no 'EXPECT-CALLS' line; "
+  fi
+  [ -z "$calls" ] || check_server_log "$run" "$calls" "${DISTINCT[$s]:-}" "$SCENARIO_LOG"
+  check_connections_per_pid "$run" "$SCENARIO_LOG"
+  n=$(count_shim_lines "fork: child" "$err")
+  [ "$n" -eq "${FORKS[$s]:-1}" ] ||
+    printf "shim logged 'fork: child' %d times for %d forks; " "$n" "${FORKS[$s]:-1}"
+  n=$(count_shim_lines "fork: child .*core fork handlers SKIPPED" "$err")
+  [ "$n" -eq "${SKIPPED[$s]:-0}" ] ||
+    printf "shim reported core's fork handlers skipped %d times, expected %d; " "$n" "${SKIPPED[$s]:-0}"
+  if [ -n "${CORE_RAN[$s]+x}" ]; then
+    n=$(count_shim_lines "fork: child .*core fork handlers ran" "$err")
+    [ "$n" -eq "${FORKS[$s]:-1}" ] ||
+      printf "shim reported core's fork handlers ran at %d forks of %d; " "$n" "${FORKS[$s]:-1}"
+  fi
+  n=$(count_shim_lines "quiesce:" "$err")
+  [ "$n" -eq "${QUIESCE_WARNS[$s]:-0}" ] ||
+    printf "shim logged 'quiesce:' (gave up waiting for threads) %d times, expected %d; " "$n" "${QUIESCE_WARNS[$s]:-0}"
+  n=$(count_shim_lines "posix_spawn: child" "$err")
+  [ -z "${SPAWNS[$s]+x}" ] || [ "$n" -eq "${SPAWNS[$s]}" ] ||
+    printf "shim logged 'posix_spawn: child' %d times for %d spawns; " "$n" "${SPAWNS[$s]}"
+  [ "$s" != held-in-grpc ] || quiesce_bound_problems "$run" 50 900
+}
+
+# held-in-grpc runs with GRPC_FORKSAFE_QUIESCE_MS=50: the shim must have given
+# up after at least $2 ms, and fork() must have returned in the parent well
+# before the default bound of 1000 ms (at most $3 ms). $1: the run.
+quiesce_bound_problems() {
+  local run=$1 low=$2 high=$3 gave fork_ms
+  gave=$(sed -nE 's/.*grpc-forksafe: warn: quiesce: gave up after ([0-9]+) ms.*/\1/p' "$OUT/$run.err" | head -n 1)
+  fork_ms=$(sed -nE "s/^parent pid=[0-9]+ $run:fork: fork\(\) returned in the parent after ([0-9]+) ms$/\1/p" "$OUT/$run.out")
+  if [ -z "$gave" ]; then
+    printf 'no "gave up after N ms" in the shim'"'"'s log; '
+  elif [ "$gave" -lt "$low" ] || [ "$gave" -gt "$high" ]; then
+    printf 'the shim gave up after %d ms, not between %d and %d; ' "$gave" "$low" "$high"
+  fi
+  if [ -z "$fork_ms" ]; then
+    printf 'the client did not say how long fork() took; '
+  elif [ "$fork_ms" -lt "$low" ] || [ "$fork_ms" -gt "$high" ]; then
+    printf 'fork() took %d ms in the parent, not between %d and %d; ' "$fork_ms" "$low" "$high"
+  fi
+}
+
+# Scenario $1 with the shim preloaded and its own environment from
+# SCENARIO_ENV: everything must succeed.
 check_scenario() {
-  local s=$1 problems="" n leftovers
+  local s=$1 problems leftovers
   if [ -z "${CALLS[$s]+x}" ]; then
     fail "$s" "no such scenario"
     return
   fi
-  run_client "$s" "$s" LD_PRELOAD="$SHIM" GRPC_FORKSAFE_LOG=info
-  local out=$OUT/$s.out err=$OUT/$s.err
-
-  [ "$STATUS" -eq 0 ] || problems+="client $(describe_exit "$STATUS" "$LIMIT"); "
-  grep -q "^RESULT .*: ok$" "$out" || problems+="no 'RESULT ... ok' line; "
-  problems+=$(check_must_say "$s" "$out" "$s")
-  [ -z "${SHIM_MUST_SAY[$s]+x}" ] || grep -qE -- "${SHIM_MUST_SAY[$s]}" "$err" ||
-    problems+="the shim's log has no line matching '${SHIM_MUST_SAY[$s]}'; "
-  problems+=$(check_server_log "$s" "${CALLS[$s]}" "${DISTINCT[$s]:-}" "$SCENARIO_LOG")
-  problems+=$(check_connections_per_pid "$s" "$SCENARIO_LOG")
-  n=$(count_shim_lines "fork: child" "$err")
-  [ "$n" -eq "${FORKS[$s]:-1}" ] ||
-    problems+="shim logged 'fork: child' $n times for ${FORKS[$s]:-1} forks; "
-  n=$(count_shim_lines "fork: child .*core fork handlers SKIPPED" "$err")
-  [ "$n" -eq "${SKIPPED[$s]:-0}" ] ||
-    problems+="shim reported core's fork handlers skipped $n times, expected ${SKIPPED[$s]:-0}; "
-  n=$(count_shim_lines "posix_spawn: child" "$err")
-  [ -z "${SPAWNS[$s]+x}" ] || [ "$n" -eq "${SPAWNS[$s]}" ] ||
-    problems+="shim logged 'posix_spawn: child' $n times for ${SPAWNS[$s]} spawns; "
-  leftovers=$(reap_leftovers "$out" "$err")
+  # shellcheck disable=SC2086 # SCENARIO_ENV holds VAR=value words
+  run_client "$s" "$s" LD_PRELOAD="$SHIM" GRPC_FORKSAFE_LOG=info ${SCENARIO_ENV[$s]:-}
+  problems=$(scenario_problems "$s" "$s")
+  leftovers=$(reap_leftovers "$OUT/$s.out" "$OUT/$s.err")
   [ -z "$leftovers" ] || problems+="processes still running after the run (hung), killed: ${leftovers% }; "
+  local name=$s
+  [ -z "${SCENARIO_ENV[$s]:-}" ] || name="$s (${SCENARIO_ENV[$s]})"
+  if [ -z "$problems" ]; then pass "$name"; else fail "$name" "${problems%; }" "$OUT/$s.out" "$OUT/$s.err"; fi
+}
 
-  if [ -z "$problems" ]; then pass "$s"; else fail "$s" "${problems%; }" "$out" "$err"; fi
+# A bad GRPC_FORKSAFE_QUIESCE_MS ($1; $2 names the run) gets exactly one warn
+# line naming the variable and the default (1000 ms), and the default is what
+# is used: busy-thread, whose streaming thread the shim must wait for, passes
+# every one of its checks, without the shim giving up.
+check_bad_quiesce_ms() {
+  local value=$1 run=quiesce-ms-$2 s=busy-thread problems leftovers n
+  local name="GRPC_FORKSAFE_QUIESCE_MS=$value: one warn line, and the default is used"
+  run_client "$s" "$run" LD_PRELOAD="$SHIM" GRPC_FORKSAFE_LOG=info GRPC_FORKSAFE_QUIESCE_MS="$value"
+  problems=$(scenario_problems "$s" "$run")
+  n=$(grep -c "grpc-forksafe: warn: .*GRPC_FORKSAFE_QUIESCE_MS" "$OUT/$run.err")
+  [ "$n" -eq 1 ] || problems+="$n warn lines name GRPC_FORKSAFE_QUIESCE_MS, not 1; "
+  grep "grpc-forksafe: warn: .*GRPC_FORKSAFE_QUIESCE_MS" "$OUT/$run.err" | grep -qw 1000 ||
+    problems+="the warn line does not name the default, 1000; "
+  leftovers=$(reap_leftovers "$OUT/$run.out" "$OUT/$run.err")
+  [ -z "$leftovers" ] || problems+="processes still running after the run (hung), killed: ${leftovers% }; "
+  if [ -z "$problems" ]; then pass "$name"; else fail "$name" "${problems%; }" "$OUT/$run.out" "$OUT/$run.err"; fi
 }
 
 # What is wrong with run $2 of scenario $1 (new-channel or inherited-stub), if
@@ -185,7 +247,7 @@ check_close() {
   if [ -z "$problems" ]; then pass "$name"; else fail "$name" "${problems%; }" "$out" "$err"; fi
 }
 
-start_server $((LIMIT * (${#SCENARIOS[@]} + 6) + 60))
+start_server $((LIMIT * (${#SCENARIOS[@]} + 9) + 60))
 echo "echo-server on 127.0.0.1:$PORT${TLS_PORT:+, with TLS on localhost:$TLS_PORT}; output in $OUT"
 check_fails_as_stock "without the shim, new-channel fails as with stock gRPC" without-shim
 check_fails_as_stock "with GRPC_FORKSAFE_MODE=off, new-channel fails as with stock gRPC" mode-off \
@@ -194,5 +256,8 @@ check_audit new-channel "audit: new channel to 127.0.0.1:$PORT in this child wou
 check_audit inherited-stub "audit: inherited channel to 127.0.0.1:$PORT used in this child"
 check_close
 for s in "${SCENARIOS[@]}"; do check_scenario "$s"; done
+check_bad_quiesce_ms abc abc
+check_bad_quiesce_ms -1 negative
+check_bad_quiesce_ms 99999999 too-large
 stop_server
 summary

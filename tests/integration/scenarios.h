@@ -39,6 +39,18 @@ int AsyncCq(const Options& o);
 
 // fork() while another thread is blocked in gRPC (scenarios_threads.cc).
 int BusyThread(const Options& o);
+int BusyStreamNoGrpc(const Options& o);
+
+// fork() while threads are busy in gRPC, or from several threads at once
+// (scenarios_busy.cc); again and again (scenarios_storm.cc).
+int SyncThreads(const Options& o);
+int AsyncThread(const Options& o);
+int ForkThreads(const Options& o);
+int ForkStorm(const Options& o);
+
+// fork() while a thread is held inside gRPC where nothing can wake it
+// (scenarios_quiesce.cc).
+int HeldInGrpc(const Options& o);
 
 // Processes made by exec, posix_spawn, or forks inside libc (scenarios_libc.cc).
 int ForkExec(const Options& o);

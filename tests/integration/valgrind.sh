@@ -24,9 +24,15 @@ SUPP=$HERE/valgrind.supp
 # The scenarios that matter most for memory: the child's own channel, the
 # inherited one used and then released, both processes busy at once; inherited
 # channels through generations, with their arguments, TLS and call
-# credentials, connectivity watchers and completion queues.
+# credentials, connectivity watchers and completion queues; a fork while 8
+# threads are in the middle of RPCs (smaller: 20 RPCs per thread).
 [ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(new-channel inherited-stub inherited-release parent-during twenty-channels
-                                         generations channel-api channel-args async-cq tls-composite c-channel-api)
+                                         generations channel-api channel-args async-cq tls-composite c-channel-api
+                                         sync-threads)
+# Arguments a scenario gets under memcheck only, and what they change.
+declare -A VG_ARGS=([sync-threads]="--rpcs 20")
+CALLS["sync-threads"]="parent=164 child=4"
+MUST_SAY["sync-threads"]='^parent pid=[0-9]+ RUN:parent-threads: 160 RPCs ok from 8 threads$'
 runnable_scenarios
 
 command -v valgrind >/dev/null || { echo "FAIL valgrind: not installed"; summary; exit 1; }
@@ -41,7 +47,8 @@ memcheck() {
   # valgrind puts its own preload libraries in front of LD_PRELOAD and keeps
   # the rest, so the client loads the shim. RPC deadlines are 10 times the
   # usual: memcheck runs programs some 30 times slower.
-  timeout -k 10 "$LIMIT" env -u GRPC_FORKSAFE_MODE LD_PRELOAD="$preload" GRPC_FORKSAFE_LOG=info \
+  timeout -k 10 "$LIMIT" env -u GRPC_FORKSAFE_MODE -u GRPC_FORKSAFE_QUIESCE_MS -u GRPC_FORKSAFE_LOG_FILE \
+    LD_PRELOAD="$preload" GRPC_FORKSAFE_LOG=info \
     valgrind --tool=memcheck --trace-children=yes --leak-check=full \
       --errors-for-leak-kinds=definite --error-exitcode=$VG_ERROR \
       --suppressions="$SUPP" --num-callers=40 --fullpath-after= --log-file="$dir/memcheck.%p" \
@@ -73,6 +80,8 @@ check_scenario() {
   fi
   local dir=$OUT/$s out=$OUT/$s/client.out err=$OUT/$s/client.err
   scenario_command "$s" "vg-$s"
+  # shellcheck disable=SC2206 # VG_ARGS holds words to split
+  CMD+=(${VG_ARGS[$s]:-})
   memcheck "$dir" "$SHIM" "${CMD[@]}"
   local status=$?
 
