@@ -118,11 +118,16 @@ static enum core_outcome quiesce_and_prefork(void)
 	waited = ms_since(&start);
 	if (waited > 0)
 		fs_quiesce_note_wait((unsigned long)waited);
-	if (inside > 0 || core == CORE_SKIPPED_BUSY)
+	if (inside > 0)
 		fs_log(FS_WARN,
-		       "quiesce: gave up after %ld ms (GRPC_FORKSAFE_QUIESCE_MS=%ld) with %u threads still in "
-		       "gRPC: the child must not use gRPC; the parent is unaffected",
+		       "quiesce: gave up after %ld ms (GRPC_FORKSAFE_QUIESCE_MS=%ld) with %u threads still waiting "
+		       "in gRPC: the child must not use gRPC; the parent is unaffected",
 		       waited, fs_cfg.quiesce_ms, inside);
+	else if (core == CORE_SKIPPED_BUSY)
+		fs_log(FS_WARN,
+		       "quiesce: gave up after %ld ms (GRPC_FORKSAFE_QUIESCE_MS=%ld): a thread stayed busy inside "
+		       "gRPC: the child must not use gRPC; the parent is unaffected",
+		       waited, fs_cfg.quiesce_ms);
 	return core;
 }
 
