@@ -154,13 +154,3 @@ void fs_forkables_child_reset_lock(void)
 	pthread_mutex_init(&lock, NULL);
 	pthread_mutex_lock(&lock);
 }
-
-size_t fs_forkables_count(void)
-{
-	size_t n;
-
-	pthread_mutex_lock(&lock);
-	n = nlive;
-	pthread_mutex_unlock(&lock);
-	return n;
-}

@@ -3,7 +3,6 @@
 #ifndef FORKSAFE_FORKABLES_H
 #define FORKSAFE_FORKABLES_H
 
-#include <stddef.h>
 
 /* Fork path. prepare stops every registered part's threads (it waits for
  * them: no lock of the shim is held meanwhile); parent and child restart them.
@@ -17,7 +16,5 @@ void fs_forkables_child(void);
 void fs_forkables_lock(void);
 void fs_forkables_unlock(void);
 void fs_forkables_child_reset_lock(void);
-
-size_t fs_forkables_count(void);
 
 #endif

@@ -134,9 +134,9 @@ bool fs_quiesce_enter(struct waiter *w, grpc_completion_queue *next_queue)
 	return false;
 }
 
+/* The queue is already NULL: every leave() clears it. */
 void fs_quiesce_enter_in_call(struct waiter *w)
 {
-	atomic_store(&w->queue, NULL);
 	atomic_store(&w->inside, true);
 }
 

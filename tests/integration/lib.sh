@@ -197,30 +197,21 @@ make_tls_cert() {
 # The echo server with TLS, its calls logged to $TLS_DIR/calls.log; sets
 # TLS_PID and TLS_PORT once it accepts calls, or says why not and returns 1.
 start_tls_server() {
-  local lifetime=$1 _
+  local lifetime=$1 main_pid=${ECHO_PID:-} main_port=${ECHO_PORT:-} ok=0
   TLS_DIR=$OUT/tls-server
   mkdir -p "$TLS_DIR"
   command -v openssl >/dev/null || { echo "openssl is not installed" >&2; return 1; }
   make_tls_cert "$TLS_DIR" || { cat "$TLS_DIR/openssl.log" >&2; return 1; }
-  timeout "$lifetime" "$SERVER" --listen 127.0.0.1:0 --port-file "$TLS_DIR/server.port" \
-    --log "$TLS_DIR/calls.log" --tls-cert "$TLS_DIR/cert.pem" --tls-key "$TLS_DIR/key.pem" \
-    2>"$TLS_DIR/server.err" &
-  TLS_PID=$!
-  # It writes its port once it accepts calls: wait for that, 10 s at most.
-  for _ in $(seq 100); do
-    [ -s "$TLS_DIR/server.port" ] && break
-    kill -0 "$TLS_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  TLS_PORT=$(cat "$TLS_DIR/server.port" 2>/dev/null)
-  [ -n "$TLS_PORT" ] && return 0
-  cat "$TLS_DIR/server.err" >&2
-  return 1
+  ECHO_SERVER_ARGS=(--tls-cert "$TLS_DIR/cert.pem" --tls-key "$TLS_DIR/key.pem")
+  echo_server_start "$TLS_DIR" timeout "$lifetime" || ok=1
+  TLS_PID=$ECHO_PID TLS_PORT=$ECHO_PORT
+  # The plain server stays the one ECHO_PID names.
+  ECHO_PID=$main_pid ECHO_PORT=$main_port ECHO_SERVER_ARGS=()
+  return $ok
 }
 stop_tls_server() {
   [ -n "$TLS_PID" ] || return 0
-  kill "$TLS_PID" 2>/dev/null
-  wait "$TLS_PID" 2>/dev/null
+  echo_server_stop "$TLS_PID"
   TLS_PID=
 }
 
