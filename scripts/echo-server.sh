@@ -4,8 +4,7 @@
 #       runs PREFIX... $ECHO_SERVER_BIN on a free loopback port (a prefix such
 #       as `timeout 600` or `taskset -c 1`), logging every call to
 #       DIR/calls.log; sets ECHO_PID and ECHO_PORT once it accepts calls, or
-#       says why not and returns 1. Options in the array ECHO_SERVER_ARGS
-#       (TLS files, say) are passed to the server.
+#       says why not and returns 1.
 #   echo_server_stop [PID]
 #       SIGTERM (the server shuts down gracefully), SIGKILL if it is still
 #       there 5 s later; PID defaults to ECHO_PID.
@@ -18,7 +17,7 @@ echo_server_start() {
   shift
   rm -f "$dir/server.port"
   "$@" "$ECHO_SERVER_BIN" --listen 127.0.0.1:0 --port-file "$dir/server.port" \
-    --log "$dir/calls.log" ${ECHO_SERVER_ARGS[@]+"${ECHO_SERVER_ARGS[@]}"} 2>"$dir/server.err" &
+    --log "$dir/calls.log" 2>"$dir/server.err" &
   ECHO_PID=$!
   # The server writes its port once it accepts calls: wait for that, 10 s at most.
   for _ in $(seq 100); do
@@ -35,7 +34,7 @@ echo_server_start() {
 }
 
 echo_server_stop() {
-  local pid=${1:-${ECHO_PID:-}} _
+  local pid="${1:-${ECHO_PID:-}}" _
   [ -n "$pid" ] || return 0
   kill "$pid" 2>/dev/null
   for _ in $(seq 50); do

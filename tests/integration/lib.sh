@@ -6,7 +6,7 @@
 . "$(dirname "${BASH_SOURCE[0]}")/../../scripts/echo-server.sh"
 
 SHIM='' SERVER='' CLIENT='' CAPI='' OUT='' CONTROL='' PORT='' SERVER_LOG=''
-TLS_PID='' TLS_PORT='' TLS_DIR=''
+TLS_PID='' TLS_PORT='' TLS_DIR='' TLS_LIFETIME=''
 SCENARIOS=()
 USAGE="usage: $0 --shim SO --server BIN --client BIN --out DIR [--capi BIN] [--control LIB] [SCENARIO...]"
 parse_args() {
@@ -202,12 +202,17 @@ start_tls_server() {
   mkdir -p "$TLS_DIR"
   command -v openssl >/dev/null || { echo "openssl is not installed" >&2; return 1; }
   make_tls_cert "$TLS_DIR" || { cat "$TLS_DIR/openssl.log" >&2; return 1; }
-  ECHO_SERVER_ARGS=(--tls-cert "$TLS_DIR/cert.pem" --tls-key "$TLS_DIR/key.pem")
-  echo_server_start "$TLS_DIR" timeout "$lifetime" || ok=1
+  TLS_LIFETIME=$lifetime
+  echo_server_start "$TLS_DIR" with_tls || ok=1
   TLS_PID=$ECHO_PID TLS_PORT=$ECHO_PORT
   # The plain server stays the one ECHO_PID names.
-  ECHO_PID=$main_pid ECHO_PORT=$main_port ECHO_SERVER_ARGS=()
+  ECHO_PID=$main_pid ECHO_PORT=$main_port
   return $ok
+}
+# A prefix for echo_server_start: the server command it is given, bounded in
+# time, with the TLS files appended. exec keeps the pid the one started.
+with_tls() {
+  exec timeout "$TLS_LIFETIME" "$@" --tls-cert "$TLS_DIR/cert.pem" --tls-key "$TLS_DIR/key.pem"
 }
 stop_tls_server() {
   [ -n "$TLS_PID" ] || return 0
