@@ -17,6 +17,12 @@ static const struct fs_choice mode_choices[] = {
 	{ NULL, 0 },
 };
 
+static const struct fs_choice embedded_choices[] = {
+	{ "reset", FS_EMBEDDED_RESET },
+	{ "guard", FS_EMBEDDED_GUARD },
+	{ NULL, 0 },
+};
+
 static const struct fs_choice level_choices[] = {
 	{ "error", FS_ERROR }, { "warn", FS_WARN }, { "info", FS_INFO }, { "debug", FS_DEBUG }, { NULL, 0 },
 };
@@ -28,6 +34,8 @@ void fs_config_defaults(struct fs_config *cfg)
 	cfg->allow_untested = false;
 	cfg->log_file = NULL;
 	cfg->quiesce_ms = FS_QUIESCE_MS_DEFAULT;
+	cfg->objects = NULL;
+	cfg->embedded = FS_EMBEDDED_RESET;
 }
 
 static const char *choice_name(const struct fs_choice *choices, int value)
@@ -115,6 +123,10 @@ void fs_config_load(struct fs_config *cfg, fs_getenv_fn get)
 		cfg->mode = fs_parse_choice("GRPC_FORKSAFE_MODE", v, mode_choices, FS_MODE_RECONNECT);
 	if ((v = get("GRPC_FORKSAFE_QUIESCE_MS")) != NULL && *v != '\0')
 		cfg->quiesce_ms = fs_parse_number("GRPC_FORKSAFE_QUIESCE_MS", v, 0, 600000, FS_QUIESCE_MS_DEFAULT);
+	if ((v = get("GRPC_FORKSAFE_OBJECTS")) != NULL && *v != '\0')
+		cfg->objects = v;
+	if ((v = get("GRPC_FORKSAFE_EMBEDDED")) != NULL && *v != '\0')
+		cfg->embedded = fs_parse_choice("GRPC_FORKSAFE_EMBEDDED", v, embedded_choices, FS_EMBEDDED_RESET);
 	if ((v = get("GRPC_FORKSAFE_ALLOW_UNTESTED")) != NULL && *v != '\0')
 		cfg->allow_untested = fs_parse_bool("GRPC_FORKSAFE_ALLOW_UNTESTED", v, false);
 }

@@ -18,12 +18,20 @@ static inline bool fs_mode_acts(enum fs_mode m)
 	return m == FS_MODE_RECONNECT || m == FS_MODE_CLOSE;
 }
 
+/* What the shim does for gRPC compiled into another object (embedded.c). */
+enum fs_embedded {
+	FS_EMBEDDED_RESET, /* guard descriptors; turn on grpcio's own fork handling */
+	FS_EMBEDDED_GUARD, /* guard descriptors only */
+};
+
 struct fs_config {
 	enum fs_mode mode;
 	int log_level;       /* enum fs_level */
 	bool allow_untested; /* act on a gRPC core version the shim was not tested with */
 	const char *log_file; /* append log lines here instead of stderr */
 	long quiesce_ms;      /* how long a fork waits for threads to leave gRPC */
+	const char *objects;  /* GRPC_FORKSAFE_OBJECTS: more objects with gRPC inside */
+	int embedded;         /* enum fs_embedded */
 };
 
 /* Long enough for synchronous calls in progress to finish and leave gRPC,

@@ -24,6 +24,7 @@ struct fd_entry {
 	dev_t dev; /* what the number referred to when registered: a later */
 	ino_t ino; /* fstat tells whether it still does */
 	bool reserved; /* neutralised in this process (or an ancestor) */
+	bool embedded; /* opened by gRPC compiled into another object */
 };
 
 static int entry_cmp(const struct fd_entry *a, const struct fd_entry *b)
@@ -55,7 +56,7 @@ static void forget(struct fd_entry *e)
 	SLIST_INSERT_HEAD(&spares, e, spare_link);
 }
 
-static void put(struct fd_entry *e, int fd, enum fs_fd_kind kind)
+static void put(struct fd_entry *e, int fd, enum fs_fd_kind kind, bool embedded)
 {
 	struct stat st;
 	struct fd_entry *old = find(fd);
@@ -66,6 +67,7 @@ static void put(struct fd_entry *e, int fd, enum fs_fd_kind kind)
 	e->fd = fd;
 	e->kind = kind;
 	e->reserved = false;
+	e->embedded = embedded;
 	e->dev = 0;
 	e->ino = 0;
 	if (fstat(fd, &st) == 0) {
@@ -91,12 +93,12 @@ void *fs_fdreg_begin_add(void)
 	return calloc(1, sizeof(*e));
 }
 
-void fs_fdreg_end_add(void *spare, int fd, enum fs_fd_kind kind)
+void fs_fdreg_end_add(void *spare, int fd, enum fs_fd_kind kind, bool embedded)
 {
 	struct fd_entry *e = spare;
 
 	if (e != NULL && fd >= 0) {
-		put(e, fd, kind);
+		put(e, fd, kind, embedded);
 		e = NULL;
 	} else if (fd >= 0) {
 		fs_log(FS_WARN, "out of memory: fd %d opened by gRPC is not tracked", fd);
@@ -106,9 +108,9 @@ void fs_fdreg_end_add(void *spare, int fd, enum fs_fd_kind kind)
 	pthread_mutex_unlock(&lock);
 }
 
-void fs_fdreg_adopt(int fd, enum fs_fd_kind kind)
+void fs_fdreg_adopt(int fd, enum fs_fd_kind kind, bool embedded)
 {
-	fs_fdreg_end_add(fs_fdreg_begin_add(), fd, kind);
+	fs_fdreg_end_add(fs_fdreg_begin_add(), fd, kind, embedded);
 }
 
 int fs_fdreg_close(int fd, const void *caller, int (*real_close)(int))
@@ -167,7 +169,7 @@ static int make_dead(enum fs_fd_kind kind)
 }
 
 /* Fork path (child): no allocation; system calls only. */
-unsigned fs_fdreg_neutralise_locked(void)
+unsigned fs_fdreg_neutralise_locked(bool shared)
 {
 	int dead[2] = { -1, -1 }; /* [0] sockets and others, [1] epoll */
 	struct fd_entry *e, *next;
@@ -179,6 +181,8 @@ unsigned fs_fdreg_neutralise_locked(void)
 
 		if (e->reserved)
 			continue; /* already a dead placeholder, from an ancestor */
+		if (!e->embedded && !shared)
+			continue;
 		if (fstat(e->fd, &st) != 0 || st.st_dev != e->dev || st.st_ino != e->ino) {
 			/* Closed or replaced without the shim seeing it: not gRPC's any more. */
 			forget(e);
@@ -206,13 +210,16 @@ unsigned fs_fdreg_neutralise_locked(void)
 	return done;
 }
 
-size_t fs_fdreg_live_locked(void)
+size_t fs_fdreg_live_locked(size_t *embedded)
 {
 	struct fd_entry *e;
 	size_t n = 0;
 
-	RB_FOREACH(e, fd_tree, &tree)
+	*embedded = 0;
+	RB_FOREACH(e, fd_tree, &tree) {
 		n += !e->reserved;
+		*embedded += !e->reserved && e->embedded;
+	}
 	return n;
 }
 

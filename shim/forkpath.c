@@ -56,6 +56,7 @@ struct fork_record {
 	enum core_outcome core;
 	size_t channels;
 	size_t grpc_fds;
+	size_t embedded_fds; /* of those, opened by gRPC compiled into an object */
 	size_t calls;
 	unsigned generation;
 	int core_block; /* -1 not called, 0 refused, 1 blocked */
@@ -163,6 +164,8 @@ static const char *core_words(enum core_outcome c)
 	case CORE_NOT_IN_USE:
 		break;
 	}
+	if (rec.embedded_fds > 0)
+		return "gRPC compiled into the program: inherited descriptors guarded, its own fork handling left to it";
 	return "gRPC not initialised";
 }
 
@@ -217,7 +220,7 @@ void fs_fork_prepare(void)
 	fs_fdreg_lock();
 	rec.channels = fs_chantab_count_locked();
 	rec.calls = fs_calls_count_locked();
-	rec.grpc_fds = fs_fdreg_live_locked();
+	rec.grpc_fds = fs_fdreg_live_locked(&rec.embedded_fds);
 	rec.generation = fs_generation;
 }
 
@@ -264,8 +267,8 @@ static void fork_child(bool restart_grpc)
 	/* Before core's own child handler: it closes the descriptors it tracked,
 	 * and those closes must find dead placeholders, never the parent's
 	 * sockets. The registry keeps the numbers taken (see fs_fdreg_close). */
-	if (rec.acts && fs_grpc_state() == FS_GRPC_ACTIVE)
-		neutralised = fs_fdreg_neutralise_locked();
+	if (rec.acts)
+		neutralised = fs_fdreg_neutralise_locked(fs_grpc_state() == FS_GRPC_ACTIVE);
 	fs_stat_add(neutralised, neutralised);
 	fs_fdreg_unlock();
 	fs_calls_unlock();

@@ -98,7 +98,7 @@ EXPORT grpc_channel *grpc_channel_create_from_fd(const char *target, int fd, grp
 	 * a channel cannot be recreated, so it is not in the channel table; in a
 	 * child its calls fail cleanly on the neutralised descriptor. */
 	if (active && fs_mode_acts(fs_cfg.mode))
-		fs_fdreg_adopt(fd, FS_FD_SOCKET);
+		fs_fdreg_adopt(fd, FS_FD_SOCKET, false);
 	return fs_grpc.channel_create_from_fd(target, fd, creds, args);
 }
 
@@ -108,7 +108,7 @@ EXPORT void grpc_server_add_channel_from_fd(grpc_server *server, int fd, grpc_se
 
 	REAL(server_add_channel_from_fd, "grpc_server_add_channel_from_fd");
 	if (active && fs_mode_acts(fs_cfg.mode))
-		fs_fdreg_adopt(fd, FS_FD_SOCKET);
+		fs_fdreg_adopt(fd, FS_FD_SOCKET, false);
 	fs_grpc.server_add_channel_from_fd(server, fd, creds);
 }
 

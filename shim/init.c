@@ -9,7 +9,9 @@
 #include "forkpath.h"
 #include "grpclib.h"
 #include "libc.h"
+#include "embedded.h"
 #include "log.h"
+#include "owner.h"
 
 atomic_bool fs_ready;
 
@@ -22,6 +24,10 @@ static void init_once(void)
 	fs_libc_resolve();
 	/* secure_getenv: a setuid program takes no setting from its caller. */
 	fs_config_load(&fs_cfg, secure_getenv);
+	if (fs_mode_acts(fs_cfg.mode)) {
+		fs_owner_init(fs_cfg.objects);
+		fs_embedded_init();
+	}
 	if (fs_cfg.mode != FS_MODE_OFF &&
 	    pthread_atfork(fs_fork_prepare, fs_fork_parent, fs_fork_child) != 0) {
 		fs_log(FS_WARN, "pthread_atfork failed: forks are passed through untouched");

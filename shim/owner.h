@@ -1,15 +1,38 @@
-/* Which loaded object a code address belongs to: tells gRPC's own calls to
- * socket(), close() and friends from everybody else's. */
+/* Which code a call comes from: tells gRPC's own calls to socket(), close()
+ * and friends from everybody else's, by the caller's return address. */
 #ifndef FORKSAFE_OWNER_H
 #define FORKSAFE_OWNER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
-/* True when `addr` lies in gRPC's libraries (libgrpc*, libgpr, and the c-ares
- * library gRPC resolves names with), never in the shim itself. Lock-free. */
-bool fs_owner_is_grpc(const void *addr);
+enum fs_owner {
+	FS_OWNER_OTHER,
+	/* gRPC's shared libraries: libgrpc*, libgpr, and the c-ares library
+	 * gRPC resolves names with. The shim also reaches this gRPC's API. */
+	FS_OWNER_SHARED,
+	/* gRPC compiled into another object: Python's cygrpc module, an object
+	 * named in GRPC_FORKSAFE_OBJECTS, or the program itself when it was
+	 * linked with libgrpc.a. Only its libc calls are seen. */
+	FS_OWNER_EMBEDDED,
+};
+
+/* Start-up: takes the user's object names (`names`, colon-separated, may be
+ * NULL) and reads the program's symbol table for gRPC linked into it. */
+void fs_owner_init(const char *names);
+
+/* Lock-free, no allocation: safe in any hook. Never the shim itself. */
+enum fs_owner fs_owner_of(const void *addr);
+
+static inline bool fs_owner_is_grpc(const void *addr)
+{
+	return fs_owner_of(addr) != FS_OWNER_OTHER;
+}
 
 /* True when `addr` lies in the shim's own object. */
 bool fs_owner_is_self(const void *addr);
+
+/* How many of the program's own functions are gRPC's (0: not linked in). */
+size_t fs_owner_program_grpc_functions(void);
 
 #endif

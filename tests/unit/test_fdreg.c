@@ -46,7 +46,7 @@ static int in_child(int (*child)(void *), void *arg)
 
 	if (pid == 0) {
 		fs_fdreg_lock();
-		fs_fdreg_neutralise_locked();
+		fs_fdreg_neutralise_locked(true);
 		fs_fdreg_unlock();
 		_exit(child(arg));
 	}
@@ -95,7 +95,7 @@ Test(fdreg, a_child_drops_the_inherited_socket_and_keeps_its_number)
 
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	p = (struct pair){ sv[0], sv[1], inode(sv[0]), grpc_code() };
-	fs_fdreg_adopt(sv[0], FS_FD_SOCKET);
+	fs_fdreg_adopt(sv[0], FS_FD_SOCKET, false);
 	cr_assert_eq(in_child(neutralised_child, &p), 0);
 
 	/* The parent's connection is untouched: no EOF, no shutdown, data flows both ways. */
@@ -128,7 +128,7 @@ Test(fdreg, an_inherited_epoll_set_becomes_an_empty_one)
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	cr_assert_eq(epoll_ctl(ep, EPOLL_CTL_ADD, sv[0], &ev), 0);
 	cr_assert_eq(write(sv[1], "x", 1), 1);
-	fs_fdreg_adopt(ep, FS_FD_EPOLL);
+	fs_fdreg_adopt(ep, FS_FD_EPOLL, false);
 	cr_assert_eq(in_child(epoll_child, &ep), 0);
 	cr_assert_eq(epoll_wait(ep, &ev, 1, 0), 1, "the parent's set lost its event");
 }
@@ -145,7 +145,7 @@ Test(fdreg, a_number_reused_behind_the_registrys_back_is_left_alone)
 	int sv[2], fds[2], fd;
 
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-	fs_fdreg_adopt(sv[0], FS_FD_SOCKET);
+	fs_fdreg_adopt(sv[0], FS_FD_SOCKET, false);
 	/* Closed without passing through the registry (as close_range would) and reused. */
 	syscall(SYS_close, sv[0]);
 	fd = open("/dev/null", O_RDONLY);
@@ -161,7 +161,7 @@ Test(fdreg, closing_a_live_descriptor_forgets_it)
 	size_t before = fs_fdreg_count();
 
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-	fs_fdreg_adopt(sv[0], FS_FD_SOCKET);
+	fs_fdreg_adopt(sv[0], FS_FD_SOCKET, false);
 	cr_assert_eq(fs_fdreg_count(), before + 1);
 	cr_assert_eq(fs_fdreg_close(sv[0], grpc_code(), fs_libc.close), 0);
 	cr_assert_eq(fs_fdreg_count(), before);

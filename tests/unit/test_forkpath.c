@@ -59,7 +59,7 @@ static void *hammer(void *arg)
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
 		return NULL;
 	while (!atomic_load(&stop)) {
-		fs_fdreg_adopt(sv[0], FS_FD_SOCKET);
+		fs_fdreg_adopt(sv[0], FS_FD_SOCKET, false);
 		fs_chantab_track((grpc_channel *)sv, "t", NULL, NULL, fs_generation);
 		fs_chantab_untrack((grpc_channel *)sv, fs_generation);
 		(void)fs_fdreg_contains(sv[0]);
@@ -83,7 +83,7 @@ Test(forkpath, a_child_never_inherits_a_lock_held_by_another_thread)
 			 * The hammering threads' own entries may have been copied in. */
 			size_t before = fs_chantab_count();
 
-			fs_fdreg_adopt(sv[0], FS_FD_SOCKET);
+			fs_fdreg_adopt(sv[0], FS_FD_SOCKET, false);
 			fs_chantab_track((grpc_channel *)sv, "t", NULL, NULL, fs_generation);
 			if (fs_chantab_count() != before + 1)
 				_exit(1);

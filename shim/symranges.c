@@ -1,0 +1,246 @@
+/*
+ * gRPC linked into the program (libgrpc.a): no gRPC library is loaded, so the
+ * object a call comes from says nothing. The program's symbol table does: it
+ * names every function and its extent. A function is gRPC's when its name says
+ * so (grpc_*, gpr_*, upb_*, anything mangled inside grpc_core, grpc::, ...).
+ * A file-local function with a plain name (a `static` helper such as the one
+ * that calls socket()) is gRPC's when the nearest named functions on both
+ * sides of it are: the linker lays out each object file's functions together,
+ * so a helper between two gRPC functions came from a gRPC object file. A
+ * helper next to the program's own code is left to the program: wrongly
+ * claiming one of the program's descriptors would be worse than missing one.
+ *
+ * Read once, at start-up, with plain file reads into memory of its own; the
+ * ranges are then only read, by binary search, with no lock.
+ */
+#include "symranges.h"
+
+#include <elf.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "libc.h"
+
+struct range {
+	uintptr_t start, end;
+};
+
+static struct range *ranges;
+static size_t nranges;
+
+enum cls { CLS_OTHER, CLS_GRPC, CLS_UNKNOWN };
+
+struct fn {
+	uintptr_t start, end;
+	enum cls cls;
+};
+
+bool fs_symranges_name_is_grpc(const char *name)
+{
+	static const char *const c_prefixes[] = { "grpc_", "gpr_", "upb_", "_upb_", "address_sorting_", "census_",
+						  "ares_", "ares__" };
+	size_t len;
+
+	if (strncmp(name, "_Z", 2) == 0) {
+		/* Mangled: the namespace or function name carries "grpc" early on
+		 * (_ZN9grpc_core, _ZN4grpc, _ZN17grpc_event_engine, _Z20grpc_...). */
+		len = strnlen(name, 64);
+		return memmem(name, len, "grpc", 4) != NULL;
+	}
+	for (size_t i = 0; i < sizeof(c_prefixes) / sizeof(c_prefixes[0]); i++)
+		if (strncmp(name, c_prefixes[i], strlen(c_prefixes[i])) == 0)
+			return true;
+	return false;
+}
+
+static int by_start(const void *a, const void *b)
+{
+	const struct fn *x = a, *y = b;
+
+	if (x->start != y->start)
+		return (x->start > y->start) - (x->start < y->start);
+	return (int)x->cls - (int)y->cls;
+}
+
+/* Settles each unknown (file-local, plainly named) function from its named
+ * neighbours: gRPC's only when both are. */
+static void settle_unknowns(struct fn *fns, size_t n)
+{
+	enum cls before = CLS_OTHER;
+
+	for (size_t i = 0; i < n;) {
+		size_t j = i;
+		enum cls after;
+
+		if (fns[i].cls != CLS_UNKNOWN) {
+			before = fns[i++].cls;
+			continue;
+		}
+		while (j < n && fns[j].cls == CLS_UNKNOWN)
+			j++;
+		after = j < n ? fns[j].cls : CLS_OTHER;
+		for (; i < j; i++)
+			fns[i].cls = before == CLS_GRPC && after == CLS_GRPC ? CLS_GRPC : CLS_OTHER;
+	}
+}
+
+/* Joins runs of gRPC functions (and the padding between them) into ranges. */
+static size_t merge(const struct fn *fns, size_t n, struct range *out)
+{
+	size_t k = 0;
+	bool open = false;
+
+	for (size_t i = 0; i < n; i++) {
+		if (open && fns[i].start < out[k - 1].end) {
+			/* An alias of, or a part inside, the function just taken. */
+			continue;
+		}
+		if (fns[i].cls != CLS_GRPC) {
+			open = false;
+			continue;
+		}
+		if (open) {
+			out[k - 1].end = fns[i].end;
+		} else {
+			out[k].start = fns[i].start;
+			out[k].end = fns[i].end;
+			k++;
+			open = true;
+		}
+	}
+	return k;
+}
+
+struct elf_view {
+	const unsigned char *base;
+	size_t size;
+};
+
+static const void *at(const struct elf_view *v, uint64_t off, uint64_t len)
+{
+	if (off > v->size || len > v->size - off)
+		return NULL;
+	return v->base + off;
+}
+
+/* Fills fns (when not NULL) with the file's defined functions; returns how many
+ * there are, and through *grpc how many of them are gRPC's by name. */
+static size_t scan(const struct elf_view *v, struct fn *fns, size_t *grpc)
+{
+	const Elf64_Ehdr *eh = at(v, 0, sizeof(*eh));
+	const Elf64_Shdr *sh;
+	size_t n = 0;
+
+	*grpc = 0;
+	if (eh == NULL || memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 || eh->e_ident[EI_CLASS] != ELFCLASS64 ||
+	    eh->e_shentsize != sizeof(Elf64_Shdr))
+		return 0;
+	sh = at(v, eh->e_shoff, (uint64_t)eh->e_shnum * sizeof(*sh));
+	if (sh == NULL)
+		return 0;
+	for (unsigned s = 0; s < eh->e_shnum; s++) {
+		const Elf64_Sym *syms;
+		const char *strs;
+		uint64_t count;
+
+		if (sh[s].sh_type != SHT_SYMTAB || sh[s].sh_link >= eh->e_shnum || sh[s].sh_entsize != sizeof(Elf64_Sym))
+			continue;
+		count = sh[s].sh_size / sizeof(Elf64_Sym);
+		syms = at(v, sh[s].sh_offset, count * sizeof(Elf64_Sym));
+		strs = at(v, sh[sh[s].sh_link].sh_offset, sh[sh[s].sh_link].sh_size);
+		if (syms == NULL || strs == NULL || sh[sh[s].sh_link].sh_size == 0 ||
+		    strs[sh[sh[s].sh_link].sh_size - 1] != '\0')
+			continue;
+		for (uint64_t i = 0; i < count; i++) {
+			const Elf64_Sym *sym = &syms[i];
+			const char *name;
+			enum cls cls;
+
+			if (ELF64_ST_TYPE(sym->st_info) != STT_FUNC || sym->st_shndx == SHN_UNDEF || sym->st_value == 0 ||
+			    sym->st_name >= sh[sh[s].sh_link].sh_size)
+				continue;
+			name = strs + sym->st_name;
+			if (fs_symranges_name_is_grpc(name))
+				cls = CLS_GRPC;
+			else
+				cls = ELF64_ST_BIND(sym->st_info) == STB_LOCAL ? CLS_UNKNOWN : CLS_OTHER;
+			*grpc += cls == CLS_GRPC;
+			if (fns != NULL) {
+				fns[n].start = sym->st_value;
+				fns[n].end = sym->st_value + (sym->st_size ? sym->st_size : 1);
+				fns[n].cls = cls;
+			}
+			n++;
+		}
+	}
+	return n;
+}
+
+size_t fs_symranges_load(const char *path)
+{
+	struct elf_view v = { NULL, 0 };
+	struct stat st;
+	struct fn *fns = NULL;
+	size_t n, grpc = 0;
+	void *map;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	if (fstat(fd, &st) != 0 || st.st_size < (off_t)sizeof(Elf64_Ehdr)) {
+		fs_libc.close(fd);
+		return 0;
+	}
+	map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	fs_libc.close(fd);
+	if (map == MAP_FAILED)
+		return 0;
+	v.base = map;
+	v.size = (size_t)st.st_size;
+	/* A first pass without allocating: most programs hold no gRPC at all. */
+	n = scan(&v, NULL, &grpc);
+	if (grpc > 0 && (fns = calloc(n, sizeof(*fns))) != NULL &&
+	    (ranges = calloc(n, sizeof(*ranges))) != NULL) {
+		n = scan(&v, fns, &grpc);
+		qsort(fns, n, sizeof(*fns), by_start);
+		settle_unknowns(fns, n);
+		nranges = merge(fns, n, ranges);
+		struct range *fit = realloc(ranges, (nranges ? nranges : 1) * sizeof(*ranges));
+
+		ranges = fit != NULL ? fit : ranges;
+	} else {
+		grpc = 0;
+	}
+	free(fns);
+	munmap(map, (size_t)st.st_size);
+	return grpc;
+}
+
+bool fs_symranges_contains(uintptr_t rel)
+{
+	size_t lo = 0, hi = nranges;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (rel < ranges[mid].start)
+			hi = mid;
+		else if (rel >= ranges[mid].end)
+			lo = mid + 1;
+		else
+			return true;
+	}
+	return false;
+}
+
+void fs_symranges_free(void)
+{
+	free(ranges);
+	ranges = NULL;
+	nranges = 0;
+}
