@@ -242,3 +242,26 @@ Test(config, a_reused_log_descriptor_is_not_written_to, .init = cr_redirect_stde
 	cr_assert_lt(read(sv[1], buf, sizeof(buf)), 0, "a log line went to the socket");
 	cr_assert(strstr(unit_read_stderr(), "must not reach the socket") != NULL);
 }
+
+Test(config, embedded_policy_and_objects, .init = cr_redirect_stderr)
+{
+	struct fs_config cfg;
+	char *out;
+
+	reset();
+	fs_config_load(&cfg, fake_getenv);
+	cr_assert_eq(cfg.embedded, FS_EMBEDDED_RESET, "reset is the default");
+	cr_assert_null(cfg.objects);
+	set_env(0, "GRPC_FORKSAFE_EMBEDDED", "guard");
+	set_env(1, "GRPC_FORKSAFE_OBJECTS", "libvendor.so:myprog");
+	fs_config_load(&cfg, fake_getenv);
+	cr_assert_eq(cfg.embedded, FS_EMBEDDED_GUARD);
+	cr_assert_str_eq(cfg.objects, "libvendor.so:myprog");
+	set_env(0, "GRPC_FORKSAFE_EMBEDDED", "always");
+	fs_config_load(&cfg, fake_getenv);
+	cr_assert_eq(cfg.embedded, FS_EMBEDDED_RESET);
+	out = unit_read_stderr();
+	cr_assert_eq(unit_count_lines(out), 1, "got: %s", out);
+	cr_assert(strstr(out, "GRPC_FORKSAFE_EMBEDDED=\"always\"") != NULL, "got: %s", out);
+	cr_assert(strstr(out, "reset, guard") != NULL, "got: %s", out);
+}

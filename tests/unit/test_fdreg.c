@@ -38,21 +38,27 @@ static void setup(void)
 
 TestSuite(fdreg, .init = setup, .timeout = 20);
 
-/* Runs `child` in a forked child after neutralising; returns its exit status. */
-static int in_child(int (*child)(void *), void *arg)
+/* Runs `child` in a forked child after neutralising (shared gRPC's
+ * descriptors too, or embedded gRPC's only); returns its exit status. */
+static int in_child_neutralising(bool shared, int (*child)(void *), void *arg)
 {
 	pid_t pid = fork();
 	int status;
 
 	if (pid == 0) {
 		fs_fdreg_lock();
-		fs_fdreg_neutralise_locked(true);
+		fs_fdreg_neutralise_locked(shared);
 		fs_fdreg_unlock();
 		_exit(child(arg));
 	}
 	cr_assert_gt(pid, 0);
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 100 + WTERMSIG(status);
+}
+
+static int in_child(int (*child)(void *), void *arg)
+{
+	return in_child_neutralising(true, child, arg);
 }
 
 struct pair {
@@ -167,4 +173,32 @@ Test(fdreg, closing_a_live_descriptor_forgets_it)
 	cr_assert_eq(fs_fdreg_count(), before);
 	cr_assert_eq(fcntl(sv[0], F_GETFD), -1);
 	cr_assert_eq(errno, EBADF);
+}
+
+static int embedded_only_child(void *arg)
+{
+	int *fds = arg; /* [0] embedded gRPC's, [1] its inode, [2] shared gRPC's, [3] its inode */
+
+	if (!fs_fdreg_is_reserved(fds[0]) || inode(fds[0]) == (ino_t)fds[1])
+		return 1; /* embedded gRPC's descriptor is guarded in any case */
+	if (fs_fdreg_is_reserved(fds[2]) || inode(fds[2]) != (ino_t)fds[3])
+		return 2; /* the shared library's is left to the fork path that resets it */
+	return 0;
+}
+
+/* Embedded gRPC's descriptors are guarded even when the shared library's are
+ * not touched (no shared gRPC loaded, or passed through). */
+Test(fdreg, embedded_grpc_descriptors_are_guarded_on_their_own)
+{
+	int a[2], b[2], fds[4];
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, a), 0);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, b), 0);
+	fs_fdreg_adopt(a[0], FS_FD_SOCKET, true);
+	fs_fdreg_adopt(b[0], FS_FD_SOCKET, false);
+	fds[0] = a[0];
+	fds[1] = (int)inode(a[0]);
+	fds[2] = b[0];
+	fds[3] = (int)inode(b[0]);
+	cr_assert_eq(in_child_neutralising(false, embedded_only_child, fds), 0);
 }
