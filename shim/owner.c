@@ -10,8 +10,13 @@
 
 /* Objects whose file name starts with one of these are gRPC's shared
  * libraries. libgrpc covers libgrpc.so, libgrpc_unsecure.so and the grpc++
- * libraries; c-ares sockets are owned and polled by gRPC's resolver. */
-static const char *const shared_prefixes[] = { "libgrpc", "libgpr.", "libcares.", "libaddress_sorting." };
+ * libraries. */
+static const char *const shared_prefixes[] = { "libgrpc", "libgpr." };
+
+/* Libraries gRPC uses whichever copy of gRPC it is: c-ares sockets are owned
+ * and polled by gRPC's resolver. They belong to the shared gRPC when one is
+ * loaded, and to an embedded gRPC (grpcio links libcares.so) otherwise. */
+static const char *const helper_prefixes[] = { "libcares.", "libaddress_sorting." };
 
 /* Objects that carry a copy of gRPC inside them: Debian's python3-grpcio
  * (grpc/_cython/cygrpc.cpython-*.so). */
@@ -42,6 +47,14 @@ static bool starts_with_any(const char *base, const char *const *prefixes, size_
 		if (strncmp(base, prefixes[i], strlen(prefixes[i])) == 0)
 			return true;
 	return false;
+}
+
+static int find_shared_grpc(struct dl_phdr_info *info, size_t size, void *unused)
+{
+	const char *base = strrchr(info->dlpi_name, '/');
+
+	base = base != NULL ? base + 1 : info->dlpi_name;
+	return starts_with_any(base, shared_prefixes, sizeof(shared_prefixes) / sizeof(shared_prefixes[0]));
 }
 
 static const char *program_name(void)
@@ -82,12 +95,15 @@ size_t fs_owner_program_grpc_functions(void)
 	return program_functions;
 }
 
-enum fs_owner fs_owner_of(const void *addr)
+/* `which`: whether a helper library's call must be told apart (shared or
+ * embedded gRPC's), which needs the loader's lock; close() only asks whether
+ * the caller is gRPC at all. */
+static enum fs_owner classify(const void *addr, bool which)
 {
 	const struct link_map *map = object_of(addr);
 	const char *base;
 
-	if (map == NULL || map->l_name == NULL || map == object_of((const void *)fs_owner_of))
+	if (map == NULL || map->l_name == NULL || map == object_of((const void *)classify))
 		return FS_OWNER_OTHER;
 	if (map->l_name[0] == '\0') {
 		/* The program itself. */
@@ -99,10 +115,24 @@ enum fs_owner fs_owner_of(const void *addr)
 	base = base != NULL ? base + 1 : map->l_name;
 	if (starts_with_any(base, shared_prefixes, sizeof(shared_prefixes) / sizeof(shared_prefixes[0])))
 		return FS_OWNER_SHARED;
+	if (starts_with_any(base, helper_prefixes, sizeof(helper_prefixes) / sizeof(helper_prefixes[0])))
+		/* dl_iterate_phdr takes the loader's lock, never the shim's; c-ares
+		 * opens a socket per query, so this is not a hot path. */
+		return !which || dl_iterate_phdr(find_shared_grpc, NULL) ? FS_OWNER_SHARED : FS_OWNER_EMBEDDED;
 	if (starts_with_any(base, embedded_prefixes, sizeof(embedded_prefixes) / sizeof(embedded_prefixes[0])) ||
 	    starts_with_any(base, user_names, nuser))
 		return FS_OWNER_EMBEDDED;
 	return FS_OWNER_OTHER;
+}
+
+enum fs_owner fs_owner_of(const void *addr)
+{
+	return classify(addr, true);
+}
+
+bool fs_owner_is_grpc(const void *addr)
+{
+	return classify(addr, false) != FS_OWNER_OTHER;
 }
 
 bool fs_owner_is_self(const void *addr)

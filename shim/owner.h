@@ -21,13 +21,14 @@ enum fs_owner {
  * NULL) and reads the program's symbol table for gRPC linked into it. */
 void fs_owner_init(const char *names);
 
-/* Lock-free, no allocation: safe in any hook. Never the shim itself. */
+/* Never the shim itself. No allocation. Takes the loader's lock only for a
+ * call from a library that both kinds of gRPC use (c-ares), to tell whose it
+ * is: not for use under a shim lock. */
 enum fs_owner fs_owner_of(const void *addr);
 
-static inline bool fs_owner_is_grpc(const void *addr)
-{
-	return fs_owner_of(addr) != FS_OWNER_OTHER;
-}
+/* Whether any gRPC made the call. Lock-free, no allocation: safe in any hook
+ * and under the shim's locks. */
+bool fs_owner_is_grpc(const void *addr);
 
 /* True when `addr` lies in the shim's own object. */
 bool fs_owner_is_self(const void *addr);

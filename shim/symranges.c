@@ -1,9 +1,13 @@
 /*
  * gRPC linked into the program (libgrpc.a): no gRPC library is loaded, so the
  * object a call comes from says nothing. The program's symbol table does: it
- * names every function and its extent. A function is gRPC's when its name says
- * so (grpc_*, gpr_*, upb_*, anything mangled inside grpc_core, grpc::, ...).
- * A file-local function with a plain name (a `static` helper such as the one
+ * names every function and its extent. Only a program that defines grpc_init
+ * has gRPC linked in (a grpc++ program using libgrpc.so has gRPC-named inline
+ * functions of its own, but not that). A function is gRPC's when its own name
+ * says so (grpc_*, gpr_*, upb_*, or a mangled name whose outermost scope is
+ * grpc_core, grpc, grpc_event_engine...); what its parameters are never
+ * counts, so a program's handler taking a grpc::ServerContext* stays the
+ * program's. A file-local function with a plain name (a `static` helper such as the one
  * that calls socket()) is gRPC's when the nearest named functions on both
  * sides of it are: the linker lays out each object file's functions together,
  * so a helper between two gRPC functions came from a gRPC object file. A
@@ -39,22 +43,72 @@ struct fn {
 	enum cls cls;
 };
 
-bool fs_symranges_name_is_grpc(const char *name)
+static const char *const grpc_prefixes[] = { "grpc_", "gpr_", "upb_", "_upb_", "address_sorting", "census_",
+					     "ares_" };
+
+static bool has_grpc_prefix(const char *id, size_t len)
 {
-	static const char *const c_prefixes[] = { "grpc_", "gpr_", "upb_", "_upb_", "address_sorting_", "census_",
-						  "ares_", "ares__" };
+	for (size_t i = 0; i < sizeof(grpc_prefixes) / sizeof(grpc_prefixes[0]); i++) {
+		size_t n = strlen(grpc_prefixes[i]);
+
+		if (len >= n && strncmp(id, grpc_prefixes[i], n) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The outermost scope of a C++ name: a namespace (grpc_core, grpc,
+ * grpc_event_engine...) or, for a free function, the function itself. */
+static bool scope_is_grpc(const char *id, size_t len)
+{
+	return (len == 4 && strncmp(id, "grpc", 4) == 0) || has_grpc_prefix(id, len);
+}
+
+/* Reads a <length><identifier> of the Itanium mangling at *p. */
+static bool source_name(const char **p, const char **id, size_t *len)
+{
+	size_t n = 0;
+
+	if (**p < '0' || **p > '9')
+		return false;
+	while (**p >= '0' && **p <= '9' && n < 4096)
+		n = n * 10 + (size_t)(*(*p)++ - '0');
+	if (n == 0 || strnlen(*p, n) < n)
+		return false;
+	*id = *p;
+	*len = n;
+	*p += n;
+	return true;
+}
+
+static bool mangled_is_grpc(const char *name)
+{
+	const char *p = name + 2, *id;
 	size_t len;
 
-	if (strncmp(name, "_Z", 2) == 0) {
-		/* Mangled: the namespace or function name carries "grpc" early on
-		 * (_ZN9grpc_core, _ZN4grpc, _ZN17grpc_event_engine, _Z20grpc_...). */
-		len = strnlen(name, 64);
-		return memmem(name, len, "grpc", 4) != NULL;
+	if (*p == 'Z')
+		p++; /* a lambda or local class: judged by its enclosing function */
+	if (*p == 'L')
+		p++; /* internal linkage */
+	if (*p == 'N') {
+		p++;
+		while (*p == 'K' || *p == 'V' || *p == 'r' || *p == 'R' || *p == 'O')
+			p++;
 	}
-	for (size_t i = 0; i < sizeof(c_prefixes) / sizeof(c_prefixes[0]); i++)
-		if (strncmp(name, c_prefixes[i], strlen(c_prefixes[i])) == 0)
-			return true;
-	return false;
+	/* std:: (St), substitutions, special names (thunks, guards): not gRPC's
+	 * by name; left to the neighbours if file-local or weak. */
+	if (!source_name(&p, &id, &len))
+		return false;
+	if (len == 12 && strncmp(id, "_GLOBAL__N_1", 12) == 0 && !source_name(&p, &id, &len))
+		return false; /* an anonymous namespace: the name inside it decides */
+	return scope_is_grpc(id, len);
+}
+
+bool fs_symranges_name_is_grpc(const char *name)
+{
+	if (strncmp(name, "_Z", 2) == 0)
+		return mangled_is_grpc(name);
+	return has_grpc_prefix(name, strlen(name));
 }
 
 static int by_start(const void *a, const void *b)
@@ -128,14 +182,16 @@ static const void *at(const struct elf_view *v, uint64_t off, uint64_t len)
 }
 
 /* Fills fns (when not NULL) with the file's defined functions; returns how many
- * there are, and through *grpc how many of them are gRPC's by name. */
-static size_t scan(const struct elf_view *v, struct fn *fns, size_t *grpc)
+ * there are, through *grpc how many of them are gRPC's by name, and through
+ * *init whether grpc_init is among them. */
+static size_t scan(const struct elf_view *v, struct fn *fns, size_t *grpc, bool *init)
 {
 	const Elf64_Ehdr *eh = at(v, 0, sizeof(*eh));
 	const Elf64_Shdr *sh;
 	size_t n = 0;
 
 	*grpc = 0;
+	*init = false;
 	if (eh == NULL || memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 || eh->e_ident[EI_CLASS] != ELFCLASS64 ||
 	    eh->e_shentsize != sizeof(Elf64_Shdr))
 		return 0;
@@ -164,11 +220,14 @@ static size_t scan(const struct elf_view *v, struct fn *fns, size_t *grpc)
 			    sym->st_name >= sh[sh[s].sh_link].sh_size)
 				continue;
 			name = strs + sym->st_name;
+			/* A weak function (an inline or template instance) may have
+			 * come from either side, as may a file-local one. */
 			if (fs_symranges_name_is_grpc(name))
 				cls = CLS_GRPC;
 			else
-				cls = ELF64_ST_BIND(sym->st_info) == STB_LOCAL ? CLS_UNKNOWN : CLS_OTHER;
+				cls = ELF64_ST_BIND(sym->st_info) == STB_GLOBAL ? CLS_OTHER : CLS_UNKNOWN;
 			*grpc += cls == CLS_GRPC;
+			*init = *init || strcmp(name, "grpc_init") == 0;
 			if (fns != NULL) {
 				fns[n].start = sym->st_value;
 				fns[n].end = sym->st_value + (sym->st_size ? sym->st_size : 1);
@@ -186,6 +245,7 @@ size_t fs_symranges_load(const char *path)
 	struct stat st;
 	struct fn *fns = NULL;
 	size_t n, grpc = 0;
+	bool init = false;
 	void *map;
 	int fd;
 
@@ -203,10 +263,10 @@ size_t fs_symranges_load(const char *path)
 	v.base = map;
 	v.size = (size_t)st.st_size;
 	/* A first pass without allocating: most programs hold no gRPC at all. */
-	n = scan(&v, NULL, &grpc);
-	if (grpc > 0 && (fns = calloc(n, sizeof(*fns))) != NULL &&
+	n = scan(&v, NULL, &grpc, &init);
+	if (init && (fns = calloc(n, sizeof(*fns))) != NULL &&
 	    (ranges = calloc(n, sizeof(*ranges))) != NULL) {
-		n = scan(&v, fns, &grpc);
+		n = scan(&v, fns, &grpc, &init);
 		qsort(fns, n, sizeof(*fns), by_start);
 		settle_unknowns(fns, n);
 		nranges = merge(fns, n, ranges);

@@ -103,6 +103,16 @@ Test(symranges, names)
 	cr_expect_not(fs_symranges_name_is_grpc("_ZL13create_socketPFiiiiE"));
 	cr_expect_not(fs_symranges_name_is_grpc("_ZN7myprog9open_sinkEv"));
 	cr_expect_not(fs_symranges_name_is_grpc("socket"));
+	cr_expect(fs_symranges_name_is_grpc("_ZNK9grpc_core6Slice4dataEv"));
+	cr_expect(fs_symranges_name_is_grpc("_ZZN9grpc_core7Channel6CreateEvENKUlvE_clEv"), "a lambda in gRPC");
+	cr_expect(fs_symranges_name_is_grpc("_ZN12_GLOBAL__N_114grpc_tcp_stateC2Ev"));
+	/* Only the function's own scope counts, never its parameters' types. */
+	cr_expect_not(fs_symranges_name_is_grpc("_ZN3app13HandlerSocketEPN4grpc13ServerContextE"));
+	cr_expect_not(fs_symranges_name_is_grpc("_Z10open_for_rpcRN4grpc16ChannelArgumentsE"));
+	cr_expect_not(fs_symranges_name_is_grpc("_ZNSt6vectorIN9grpc_core5SliceESaIS1_EE9push_backEv"));
+	cr_expect_not(fs_symranges_name_is_grpc("_ZN12_GLOBAL__N_19open_sinkEv"));
+	cr_expect_not(fs_symranges_name_is_grpc("_Z"));
+	cr_expect_not(fs_symranges_name_is_grpc("_ZN99"));
 }
 
 /* The layout a linker makes of libgrpc.a's objects: a static helper (plain
@@ -111,12 +121,13 @@ Test(symranges, helper_between_grpc_functions_is_grpc)
 {
 	const struct fake_sym syms[] = {
 		{ "main", STB_GLOBAL, 0x1000, 0x80 },
+		{ "grpc_init", STB_GLOBAL, 0x1800, 0x40 },
 		{ "grpc_set_socket_cloexec", STB_GLOBAL, 0x2000, 0x40 },
 		{ "_ZL13create_socketPFiiiiE", STB_LOCAL, 0x2040, 0x60 },
 		{ "_Z43grpc_create_dualstack_socket_using_factoryP19grpc_socket_factory", STB_GLOBAL, 0x20c0, 0x100 },
 	};
 
-	cr_assert_eq(fs_symranges_load(write_elf(syms, 4)), 2);
+	cr_assert_eq(fs_symranges_load(write_elf(syms, 5)), 3);
 	cr_expect_not(fs_symranges_contains(0x1010), "the program's own main");
 	cr_expect(fs_symranges_contains(0x2000));
 	cr_expect(fs_symranges_contains(0x2050), "the helper inside gRPC's object");
@@ -136,9 +147,10 @@ Test(symranges, helper_next_to_program_code_is_not_grpc)
 		{ "_ZL10send_bytesv", STB_LOCAL, 0x1060, 0x40 },
 		{ "run_child", STB_GLOBAL, 0x10a0, 0x40 },
 		{ "_ZL11early_local", STB_LOCAL, 0x0800, 0x40 },
+		{ "grpc_init", STB_GLOBAL, 0x4000, 0x40 },
 	};
 
-	cr_assert_eq(fs_symranges_load(write_elf(syms, 5)), 1);
+	cr_assert_eq(fs_symranges_load(write_elf(syms, 6)), 2);
 	cr_expect(fs_symranges_contains(0x1010));
 	cr_expect_not(fs_symranges_contains(0x1030));
 	cr_expect_not(fs_symranges_contains(0x1070));
@@ -155,12 +167,28 @@ Test(symranges, aliases_and_local_mangled_names)
 		{ "_ZN9grpc_core6FooC1Ev", STB_GLOBAL, 0x3000, 0x40 },
 		{ "_ZN9grpc_core12_GLOBAL__N_13BarEv", STB_LOCAL, 0x3040, 0x40 },
 		{ "unrelated", STB_GLOBAL, 0x3080, 0x10 },
+		{ "grpc_init", STB_GLOBAL, 0x4000, 0x40 },
 	};
 
-	cr_assert_eq(fs_symranges_load(write_elf(syms, 4)), 3);
+	cr_assert_eq(fs_symranges_load(write_elf(syms, 5)), 4);
 	cr_expect(fs_symranges_contains(0x3000));
 	cr_expect(fs_symranges_contains(0x307f));
 	cr_expect_not(fs_symranges_contains(0x3080));
+}
+
+/* A grpc++ program that uses libgrpc.so has gRPC-named functions of its own
+ * (inline code from gRPC's headers, generated stubs) but no grpc_init: none
+ * of its code is taken for gRPC's. */
+Test(symranges, a_program_without_grpc_init_has_no_grpc_linked_in)
+{
+	const struct fake_sym syms[] = {
+		{ "_ZN4grpc6StatusD2Ev", STB_WEAK, 0x1000, 0x20 },
+		{ "_ZL9open_sinkv", STB_LOCAL, 0x1020, 0x40 },
+		{ "_ZN4grpc8internal12CallOpSetIfEv", STB_WEAK, 0x1060, 0x40 },
+	};
+
+	cr_expect_eq(fs_symranges_load(write_elf(syms, 3)), 0);
+	cr_expect_not(fs_symranges_contains(0x1030));
 }
 
 Test(symranges, no_grpc_or_no_symbol_table_finds_nothing)
