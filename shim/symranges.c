@@ -169,6 +169,18 @@ static size_t merge(const struct fn *fns, size_t n, struct range *out)
 	return k;
 }
 
+/* A file-local free function (`static` in a .cc file: _ZL...) whose
+ * parameters are gRPC's own types, such as gRPC's
+ * `static int eventfd_create(grpc_wakeup_fd*)`: its neighbours cannot always
+ * tell (gRPC has free functions outside its namespaces too), its types can.
+ * Only such helpers: a class member or a function in an anonymous namespace
+ * taking gRPC types is typically the program's own service code. */
+static bool static_helper_of_grpc(const char *name, const Elf64_Sym *sym)
+{
+	return ELF64_ST_BIND(sym->st_info) == STB_LOCAL && strncmp(name, "_ZL", 3) == 0 &&
+	       strstr(name, "grpc") != NULL;
+}
+
 struct elf_view {
 	const unsigned char *base;
 	size_t size;
@@ -222,7 +234,7 @@ static size_t scan(const struct elf_view *v, struct fn *fns, size_t *grpc, bool 
 			name = strs + sym->st_name;
 			/* A weak function (an inline or template instance) may have
 			 * come from either side, as may a file-local one. */
-			if (fs_symranges_name_is_grpc(name))
+			if (fs_symranges_name_is_grpc(name) || static_helper_of_grpc(name, sym))
 				cls = CLS_GRPC;
 			else
 				cls = ELF64_ST_BIND(sym->st_info) == STB_GLOBAL ? CLS_OTHER : CLS_UNKNOWN;

@@ -191,6 +191,26 @@ Test(symranges, a_program_without_grpc_init_has_no_grpc_linked_in)
 	cr_expect_not(fs_symranges_contains(0x1030));
 }
 
+/* gRPC has free functions outside its namespaces too; a static helper next to
+ * one is recognised by its gRPC parameter types. A member function of the
+ * program's taking gRPC types stays the program's. */
+Test(symranges, static_helper_with_grpc_parameters_is_grpc)
+{
+	const struct fake_sym syms[] = {
+		{ "_Z28TcpOptionsFromEndpointConfigRKN17grpc_event_engine12experimental14EndpointConfigE",
+		  STB_GLOBAL, 0x1000, 0x40 },
+		{ "_ZL14eventfd_createP14grpc_wakeup_fd", STB_LOCAL, 0x1040, 0x40 },
+		{ "_ZN12_GLOBAL__N_18EchoImpl3SayEPN4grpc13ServerContextE", STB_LOCAL, 0x1080, 0x40 },
+		{ "main", STB_GLOBAL, 0x10c0, 0x40 },
+		{ "grpc_init", STB_GLOBAL, 0x2000, 0x40 },
+	};
+
+	cr_assert_eq(fs_symranges_load(write_elf(syms, 5)), 2);
+	cr_expect(fs_symranges_contains(0x1050));
+	cr_expect_not(fs_symranges_contains(0x1010));
+	cr_expect_not(fs_symranges_contains(0x1090), "the program's service method");
+}
+
 Test(symranges, no_grpc_or_no_symbol_table_finds_nothing)
 {
 	const struct fake_sym syms[] = {
