@@ -53,6 +53,7 @@ $(BUILD)/gen/%.o: $(BUILD)/gen/%.cc $(BUILD)/gen/echo.pb.h $(BUILD)/gen/echo.grp
 include tests/unit/unit.mk
 include tests/integration/integration.mk
 include tests/passthrough/passthrough.mk
+include tests/embedded/embedded.mk
 include demo/demo.mk
 include bench/bench.mk
 include tools/tools.mk
@@ -64,6 +65,7 @@ test:
 	@$(MAKE) --no-print-directory test-unit
 	@$(MAKE) --no-print-directory test-passthrough
 	@$(MAKE) --no-print-directory test-integration
+	@$(MAKE) --no-print-directory test-embedded
 	@$(MAKE) --no-print-directory test-valgrind
 	@$(MAKE) --no-print-directory test-wrapper
 
