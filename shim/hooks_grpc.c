@@ -17,6 +17,7 @@
 #include "grpclib.h"
 #include "init.h"
 #include "log.h"
+#include "owner.h"
 #include "quiesce.h"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -35,6 +36,20 @@ static void missing(const char *name)
 			return __VA_ARGS__;                                                                 \
 		}                                                                                           \
 	} while (0)
+
+/* While a fork is pending, an application thread about to make or destroy a
+ * channel, or register a method, waits outside gRPC as new calls do: threads
+ * doing that in a loop would otherwise keep core's prefork from ever finding
+ * gRPC empty, until the fork gave up. gRPC core's own calls (its xDS and ALTS
+ * code makes channels) go through: the fork may be waiting for them. One
+ * atomic load when no fork is pending. */
+static inline void channel_gate(const void *caller)
+{
+	if (__builtin_expect(atomic_load_explicit(&fs_quiesce_requested, memory_order_acquire), 0) &&
+	    !fs_owner_is_grpc_core(caller))
+		fs_quiesce_wait_at_door();
+}
+#define CHANNEL_GATE() channel_gate(__builtin_return_address(0))
 
 static void audit_use(grpc_channel *channel)
 {
@@ -72,6 +87,7 @@ EXPORT grpc_channel *grpc_channel_create(const char *target, grpc_channel_creden
 	bool active = fs_grpc_ensure();
 
 	REAL(channel_create, "grpc_channel_create", NULL);
+	CHANNEL_GATE();
 	if (!active)
 		return fs_grpc.channel_create(target, creds, args);
 	if (gen > 0 && fs_cfg.mode == FS_MODE_AUDIT && target != NULL && fs_chantab_inherited_twin(target, args, gen))
@@ -114,6 +130,7 @@ EXPORT void grpc_server_add_channel_from_fd(grpc_server *server, int fd, grpc_se
 
 EXPORT void grpc_channel_destroy(grpc_channel *channel)
 {
+	CHANNEL_GATE();
 	if (fs_grpc_ensure())
 		fs_chantab_untrack(channel, fs_generation);
 	REAL(channel_destroy, "grpc_channel_destroy");
@@ -135,6 +152,7 @@ EXPORT void *grpc_channel_register_call(grpc_channel *channel, const char *metho
 	void *registered;
 
 	REAL(channel_register_call, "grpc_channel_register_call", NULL);
+	CHANNEL_GATE();
 	registered = fs_grpc.channel_register_call(channel, method, host, reserved);
 	if (active && registered != NULL)
 		fs_chantab_note_registered(channel, registered, method, host);

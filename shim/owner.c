@@ -135,6 +135,19 @@ bool fs_owner_is_grpc(const void *addr)
 	return classify(addr, false) != FS_OWNER_OTHER;
 }
 
+bool fs_owner_is_grpc_core(const void *addr)
+{
+	static const char *const core_prefixes[] = { "libgrpc.so", "libgrpc_unsecure.so", "libgpr." };
+	const struct link_map *map = object_of(addr);
+	const char *base;
+
+	if (map == NULL || map->l_name == NULL)
+		return false;
+	base = strrchr(map->l_name, '/');
+	base = base != NULL ? base + 1 : map->l_name;
+	return starts_with_any(base, core_prefixes, sizeof(core_prefixes) / sizeof(core_prefixes[0]));
+}
+
 bool fs_owner_is_self(const void *addr)
 {
 	const struct link_map *self = object_of((const void *)fs_owner_is_self);

@@ -30,6 +30,10 @@ enum fs_owner fs_owner_of(const void *addr);
  * and under the shim's locks. */
 bool fs_owner_is_grpc(const void *addr);
 
+/* Whether gRPC core itself (libgrpc, libgpr; not grpc++, whose calls are the
+ * application's) made the call. Lock-free, no allocation. */
+bool fs_owner_is_grpc_core(const void *addr);
+
 /* True when `addr` lies in the shim's own object. */
 bool fs_owner_is_self(const void *addr);
 
