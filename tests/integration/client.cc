@@ -4,6 +4,8 @@
 
 #include <dirent.h>
 #include <limits.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -121,6 +123,15 @@ bool Report(const std::string& full_tag, const forksafe::echo::SayRequest& req,
 }
 
 }  // namespace
+
+forksafe::echo::SayRequest SayRequestFor(const Options& o, const std::string& tag) {
+  return Request(o.run + ":" + tag, Expect());
+}
+
+bool CheckSay(const forksafe::echo::SayRequest& req, const grpc::Status& st, const Reply& reply,
+              bool quiet) {
+  return Report(req.tag(), req, st, reply, Expect(), quiet);
+}
 
 bool Say(Stub& stub, const Options& o, const std::string& tag) {
   return SayExpect(stub, o, tag, Expect());
@@ -384,6 +395,31 @@ bool WaitChild(pid_t pid, const std::string& what, int want_status) {
               DescribeStatus(status).c_str(), ok ? "ok" : "FAIL");
   if (!ok) g_failures++;
   return ok;
+}
+
+bool WaitChildWithin(pid_t pid, const std::string& what, int timeout_ms, int want_status) {
+  if (pid <= 0) return false;
+  // A pidfd becomes readable when the process exits: poll() waits for that
+  // or for the bound, whichever comes first.
+  int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) return WaitChild(pid, what, want_status);  // a kernel without pidfds
+  struct pollfd p = {fd, POLLIN, 0};
+  int n;
+  do n = poll(&p, 1, timeout_ms);
+  while (n < 0 && errno == EINTR);
+  close(fd);
+  if (n == 0) {
+    std::printf("%s pid=%d %s %d still running after %d ms (hang): FAIL\n", g_role.c_str(),
+                getpid(), what.c_str(), pid, timeout_ms);
+    std::fflush(stdout);
+    g_failures++;
+    kill(pid, SIGKILL);
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return false;
+  }
+  return WaitChild(pid, what, want_status);
 }
 
 }  // namespace fc

@@ -84,6 +84,16 @@ bool AsyncSay(Stub& stub, grpc::CompletionQueue& cq, const Options& o, const std
 // RPCs nonstop. A failure is printed and counted as usual.
 bool SayQuiet(Stub& stub, const Options& o, const std::string& tag);
 
+// The request Say sends for the call tagged "<run>:<tag>", for calls made
+// through another API (a generic stub, a method registered by hand, an
+// asynchronous call finished later).
+forksafe::echo::SayRequest SayRequestFor(const Options& o, const std::string& tag);
+
+// Judges such a call's outcome as Say judges its own, and prints its line
+// (nothing when it succeeded and quiet is set).
+bool CheckSay(const forksafe::echo::SayRequest& req, const grpc::Status& st, const Reply& reply,
+              bool quiet = false);
+
 // One Say call whose outcome is reported, not judged: "...: attempt OK in
 // <ms> ms peer=<peer>" or "...: attempt <CODE>(<n>) \"<message>\" in <ms> ms".
 // It counts as no failure; the harness judges the line.
@@ -116,6 +126,11 @@ pid_t ForkChild(const std::function<int()>& body, ChildExit how = ChildExit::kEx
 
 // Waits for pid and checks that it exited with want_status.
 bool WaitChild(pid_t pid, const std::string& what, int want_status = 0);
+
+// As WaitChild, for at most timeout_ms: a child still running then has hung.
+// It is reported as such ("... still running after N ms (hang): FAIL"), killed
+// and reaped, and counted as a failure.
+bool WaitChildWithin(pid_t pid, const std::string& what, int timeout_ms, int want_status = 0);
 
 // One byte over a pipe, so that processes or threads take turns without
 // sleeping. AwaitTurn is false once the other side has closed the pipe.

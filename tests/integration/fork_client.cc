@@ -7,13 +7,16 @@
 //             busy-thread daemon forkpty generations channel-api channel-args
 //             inherited-then-new async-cq tls-composite parent-destroys clone
 //             busy-stream-no-grpc sync-threads async-thread fork-threads fork-storm
-//             held-in-grpc
+//             held-in-grpc channel-churn channel-churn-bare register-churn
+//             fork-threads-busy inflight-async inflight-sync-stream
 //   --run          prefix of every request tag (default: the scenario name)
 //   --deadline-ms  deadline of every RPC (default 2000)
 //   --ca           PEM root certificates of a TLS server (tls-composite)
-//   --forks        fork-storm: how many children (40)
+//   --forks        how many children: fork-storm (40), channel-churn (10),
+//                  channel-churn-bare (30), register-churn (10)
 //   --threads      sync-threads (8), fork-storm (4): threads making RPCs;
-//                  fork-threads: threads forking (4)
+//                  channel-churn (1), channel-churn-bare (2): threads making
+//                  channels; fork-threads, fork-threads-busy: threads forking (4)
 //   --rpcs         sync-threads (300 per thread), async-thread (2000): RPCs made
 // Prints one line per RPC ("<role> pid=<pid> <run>:<tag>: ok peer=<peer>" or
 // "...: FAIL <CODE>(<n>) \"<message>\"") and exits 0 only if every RPC in
@@ -46,7 +49,9 @@ int Usage() {
                "           twenty-channels busy-thread daemon forkpty generations\n"
                "           channel-api channel-args inherited-then-new async-cq tls-composite\n"
                "           parent-destroys clone busy-stream-no-grpc sync-threads async-thread\n"
-               "           fork-threads fork-storm held-in-grpc\n");
+               "           fork-threads fork-storm held-in-grpc channel-churn\n"
+               "           channel-churn-bare register-churn fork-threads-busy\n"
+               "           inflight-async inflight-sync-stream\n");
   return 2;
 }
 
@@ -127,6 +132,12 @@ int main(int argc, char** argv) {
         {"fork-threads", fc::ForkThreads},
         {"fork-storm", fc::ForkStorm},
         {"held-in-grpc", fc::HeldInGrpc},
+        {"channel-churn", fc::ChannelChurn},
+        {"channel-churn-bare", fc::ChannelChurnBare},
+        {"register-churn", fc::RegisterChurn},
+        {"fork-threads-busy", fc::ForkThreadsBusy},
+        {"inflight-async", fc::InflightAsync},
+        {"inflight-sync-stream", fc::InflightSyncStream},
     };
     auto it = kScenarios.find(scenario);
     if (it == kScenarios.end()) return Usage();

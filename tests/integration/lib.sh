@@ -41,7 +41,8 @@ ALL_SCENARIOS=(new-channel inherited-stub inherited-release parent-during child-
                child-no-grpc-_exit fork-exec posix-spawn twenty-channels busy-thread daemon forkpty
                generations channel-api channel-args inherited-then-new async-cq tls-composite
                c-channel-api parent-destroys clone busy-stream-no-grpc sync-threads async-thread
-               fork-threads fork-storm held-in-grpc)
+               fork-threads fork-storm held-in-grpc channel-churn channel-churn-bare register-churn
+               fork-threads-busy inflight-async inflight-sync-stream)
 
 # What each scenario must leave behind. calls: the calls the server must see,
 # per role (the role is the tag's first word). forks: fork, daemon and forkpty
@@ -49,7 +50,8 @@ ALL_SCENARIOS=(new-channel inherited-stub inherited-release parent-during child-
 # not listed). spawns: posix_spawn calls made while gRPC is in use, likewise
 # (checked only where listed: daemon's supervisor spawns before any gRPC).
 # "reported": the client says how many calls each role made, on a line
-# "EXPECT-CALLS parent=N child=M" (fork-storm's threads make as many as they can).
+# "EXPECT-CALLS parent=N child=M" (fork-storm's threads, and the worker threads
+# of the churn scenarios and fork-threads-busy, make as many as they can).
 declare -A CALLS=(
   [new-channel]="parent=4 child=3"
   [inherited-stub]="parent=4 child=3"
@@ -78,10 +80,20 @@ declare -A CALLS=(
   [fork-threads]="parent=4 child=8"
   [fork-storm]=reported
   [held-in-grpc]="parent=5"
+  [channel-churn]=reported
+  [channel-churn-bare]="parent=4 child=60"
+  [register-churn]=reported
+  [fork-threads-busy]=reported
+  [inflight-async]="parent=8 child=2"
+  [inflight-sync-stream]="parent=7 child=2"
 )
 # Where each call must have had a connection of its own (distinct channel args).
-declare -A DISTINCT=([twenty-channels]="parent-before=20")
-declare -A FORKS=([fork-exec]=2 [posix-spawn]=0 [generations]=3 [fork-threads]=4 [fork-storm]=40)
+# (inflight-*: channels A and B, the one with the call in flight and the one the
+# child uses, have connections of their own.)
+declare -A DISTINCT=([twenty-channels]="parent-before=20" [inflight-async]="parent-before=2"
+                     [inflight-sync-stream]="parent-before=2")
+declare -A FORKS=([fork-exec]=2 [posix-spawn]=0 [generations]=3 [fork-threads]=4 [fork-storm]=40
+                  [channel-churn]=10 [channel-churn-bare]=30 [register-churn]=10 [fork-threads-busy]=12)
 declare -A SPAWNS=([posix-spawn]=2)
 # Forks at which core's handlers must be reported skipped (0 where not listed):
 # everywhere else the shim must have seen core run them. The shim waits for
@@ -90,9 +102,10 @@ declare -A SPAWNS=([posix-spawn]=2)
 declare -A SKIPPED=([busy-stream-no-grpc]=1 [held-in-grpc]=1)
 # Scenarios in which every fork the parent logs must say "core fork handlers
 # ran": forks made while other threads were busy in gRPC, or from several
-# threads at once.
+# threads at once, or with a call of the forking thread's own in flight.
 declare -A CORE_RAN=([busy-thread]=1 [sync-threads]=1 [async-thread]=1 [fork-threads]=1
-                     [fork-storm]=1)
+                     [fork-storm]=1 [channel-churn]=1 [channel-churn-bare]=1 [register-churn]=1
+                     [fork-threads-busy]=1 [inflight-async]=1 [inflight-sync-stream]=1)
 # The shim's warn lines "quiesce: ..." (it gave up waiting for threads to
 # leave gRPC) each scenario must log (0 where not listed).
 declare -A QUIESCE_WARNS=([busy-stream-no-grpc]=1 [held-in-grpc]=1)
@@ -101,14 +114,23 @@ declare -A SCENARIO_ENV=(
   [busy-stream-no-grpc]="GRPC_FORKSAFE_QUIESCE_MS=0"
   [held-in-grpc]="GRPC_FORKSAFE_QUIESCE_MS=50"
 )
-# Lines the client's output must hold (an extended regular expression; RUN
-# stands for the run id): what the client reports without judging it.
-# Lines the shim's log (the client's stderr) must hold, likewise.
+# Lines the client's output must hold (extended regular expressions, one per
+# line of the value, each matching some line; RUN stands for the run id): what
+# the client reports without judging it.
+# Lines the shim's log (the client's stderr) must hold, likewise (one expression).
 declare -A SHIM_MUST_SAY=(
   [parent-destroys]='grpc-forksafe: info: fork: child [0-9]+ is generation 1; 1 channels,'
   [clone]='grpc-forksafe: info: child \(clone\): generation 1, [1-9][0-9]* inherited gRPC fds neutralised'
   [held-in-grpc]='grpc-forksafe: warn: quiesce: gave up after [0-9]+ ms'
 )
+# What a scenario of forks among worker threads (scenarios_concurrency.cc)
+# must report: $1 forks, each child exited 0; $2 worker threads, none failed,
+# each went on during the forks.
+busy_lines() {
+  printf '%s\n%s' \
+    "^parent pid=[0-9]+ RUN:forks: $1 forks in [0-9.]+ s; children: $1 exited 0, 0 failed;" \
+    "^parent pid=[0-9]+ RUN:workers: ok [0-9]+ rounds, 0 failed, from $2 threads; each made at least [1-9]"
+}
 declare -A MUST_SAY=(
   [inherited-then-new]='^child pid=[0-9]+ RUN:child-inherited-1: attempt OK in [0-9]+ ms peer='
   [busy-thread]='^parent pid=[0-9]+ RUN:parent-stream: ok 10 replies '
@@ -117,6 +139,14 @@ declare -A MUST_SAY=(
   [busy-stream-no-grpc]='^parent pid=[0-9]+ RUN:parent-stream: ok 3 replies '
   [fork-storm]='^parent pid=[0-9]+ RUN:storm: 40 forks in [0-9.]+ s: [0-9.]+ forks/s; children: 40 exited 0, 0 failed$'
   [held-in-grpc]='^parent pid=[0-9]+ RUN:parent-held: ok peer='
+  [channel-churn]=$(busy_lines 10 1)
+  [channel-churn-bare]="$(busy_lines 30 2)
+^parent pid=[0-9]+ RUN:parent-args: ok [1-9][0-9]* copies of the pointer argument made, 0 not destroyed\$"
+  [register-churn]=$(busy_lines 10 2)
+  [fork-threads-busy]=$(busy_lines 12 4)
+  [inflight-async]='^parent pid=[0-9]+ RUN:parent-inflight-unary: ok peer=
+^parent pid=[0-9]+ RUN:parent-inflight-stream: ok 5 replies, [0-9]+ read after fork\(\) returned, peer='
+  [inflight-sync-stream]='^parent pid=[0-9]+ RUN:parent-inflight-stream: ok 5 replies, [0-9]+ read after fork\(\) returned, peer='
 )
 # Scenarios run by channel-api-c instead of fork-client.
 declare -A CAPI_SCENARIOS=([c-channel-api]=1)
@@ -291,8 +321,10 @@ check_connections_per_pid() {
 check_must_say() {
   local s=$1 out=$2 run=$3 re
   [ -n "${MUST_SAY[$s]+x}" ] || return 0
-  re=${MUST_SAY[$s]//RUN/$run}
-  grep -qE -- "$re" "$out" || printf 'no line matching /%s/; ' "$re"
+  while IFS= read -r re; do
+    re=${re//RUN/$run}
+    grep -qE -- "$re" "$out" || printf 'no line matching /%s/; ' "$re"
+  done <<<"${MUST_SAY[$s]}"
 }
 
 # Counts the shim's log lines in file $2 whose text starts with $1 ("fork:

@@ -48,6 +48,16 @@ int AsyncThread(const Options& o);
 int ForkThreads(const Options& o);
 int ForkStorm(const Options& o);
 
+// fork() while other threads create and destroy channels, register methods,
+// or make RPCs while several threads fork; fork() from a thread with an RPC of
+// its own in flight (scenarios_concurrency.cc).
+int ChannelChurn(const Options& o);
+int ChannelChurnBare(const Options& o);
+int RegisterChurn(const Options& o);
+int ForkThreadsBusy(const Options& o);
+int InflightAsync(const Options& o);
+int InflightSyncStream(const Options& o);
+
 // fork() while a thread is held inside gRPC where nothing can wake it
 // (scenarios_quiesce.cc).
 int HeldInGrpc(const Options& o);

@@ -25,10 +25,12 @@ SUPP=$HERE/valgrind.supp
 # inherited one used and then released, both processes busy at once; inherited
 # channels through generations, with their arguments, TLS and call
 # credentials, connectivity watchers and completion queues; a fork while 8
-# threads are in the middle of RPCs (smaller: 20 RPCs per thread).
+# threads are in the middle of RPCs (smaller: 20 RPCs per thread); a fork with
+# calls in flight on another channel (asynchronous, and a stream being read),
+# finished afterwards.
 [ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(new-channel inherited-stub inherited-release parent-during twenty-channels
                                          generations channel-api channel-args async-cq tls-composite c-channel-api
-                                         sync-threads)
+                                         sync-threads inflight-async inflight-sync-stream)
 # Arguments a scenario gets under memcheck only, and what they change.
 declare -A VG_ARGS=([sync-threads]="--rpcs 20")
 CALLS["sync-threads"]="parent=164 child=4"
