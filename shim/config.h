@@ -56,6 +56,6 @@ int fs_parse_choice(const char *var, const char *text, const struct fs_choice *c
 long long fs_parse_number(const char *var, const char *text, long long min, long long max, long long def);
 bool fs_parse_bool(const char *var, const char *text, bool def);
 
-extern struct fs_config fs_cfg;
+extern struct fs_config fs_cfg __attribute__((visibility("hidden")));
 
 #endif

@@ -27,11 +27,92 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
-static atomic_bool prefork_running;
+/*
+ * Every ExecCtx gRPC opens or closes (some 17 of each per unary RPC) passes
+ * through these hooks, so each is a jump through a pointer, which holds core's
+ * function until the process first runs grpc_prefork:
+ *
+ * - entering: `inc_entry` leads elsewhere only while grpc_prefork runs; only
+ *   then does a thread look at what it is (the forking thread, or one of
+ *   gRPC's by its name). A thread that read the pointer just before it
+ *   changed behaves as one that read a flag just before it changed would: its
+ *   entry is counted (or let through) and its exit matches.
+ * - leaving: from the first grpc_prefork on, `dec_entry` leads to
+ *   dec_checking, for good (a thread may still be about to let itself through
+ *   after the fork, so there is no safe moment to switch back; a child, with
+ *   one thread, does). It is switched before `inc_entry`, which is stored with
+ *   release, and a thread is let through only after an acquire fence
+ *   (inc_in_prefork): a thread that was let through sees it.
+ *   There, `passes` counts the entries let through and not yet left, over all
+ *   threads. A thread that was let through added to it itself, before this
+ *   load in its own order, and only its own exits take its passes away again,
+ *   so it never reads zero while it owes one: reading zero means this
+ *   thread's exit is an ordinary one. Only otherwise is the thread's own count
+ *   (`passed`, thread-local) consulted.
+ *
+ * Core's functions are looked up on first use: until then the pointers hold a
+ * function that looks them up.
+ */
+typedef void (*count_fn)(void);
+static void first_inc(void);
+static void first_dec(void);
+static _Atomic count_fn real_inc;               /* core's, once looked up */
+static _Atomic count_fn real_dec;
+static _Atomic count_fn inc_entry = first_inc;  /* where the hooks go */
+static _Atomic count_fn dec_entry = first_dec;
+static atomic_uint passes;
 static __thread bool forking __attribute__((tls_model("initial-exec")));
 static __thread unsigned passed __attribute__((tls_model("initial-exec")));
-static void (*real_inc)(void);
-static void (*real_dec)(void);
+
+static void nothing(void)
+{
+}
+
+static count_fn lookup(const char *name)
+{
+	count_fn f;
+
+	*(void **)&f = fs_next_symbol(name);
+	return f != NULL ? f : nothing; /* as before the lookup: the count is core's business */
+}
+
+static count_fn core_fn(_Atomic count_fn *slot, const char *name)
+{
+	count_fn f = atomic_load_explicit(slot, memory_order_relaxed);
+
+	if (__builtin_expect(f == NULL, 0)) {
+		f = lookup(name);
+		atomic_store_explicit(slot, f, memory_order_relaxed);
+	}
+	return f;
+}
+
+static count_fn core_inc(void)
+{
+	return core_fn(&real_inc, "_ZN9grpc_core4Fork17DoIncExecCtxCountEv");
+}
+
+static count_fn core_dec(void)
+{
+	return core_fn(&real_dec, "_ZN9grpc_core4Fork17DoDecExecCtxCountEv");
+}
+
+/* Until the lookup, unless grpc_prefork has redirected the hook meanwhile. */
+static void first_inc(void)
+{
+	count_fn expected = first_inc;
+
+	atomic_compare_exchange_strong(&inc_entry, &expected, core_inc());
+	atomic_load_explicit(&inc_entry, memory_order_acquire)();
+}
+
+static void first_dec(void)
+{
+	count_fn expected = first_dec;
+
+	atomic_compare_exchange_strong(&dec_entry, &expected, core_dec());
+	atomic_load_explicit(&dec_entry, memory_order_relaxed)();
+}
 
 /* Thread names gRPC 1.51 gives its executor and timer threads (as the kernel
  * keeps them: 15 characters). */
@@ -49,34 +130,56 @@ static bool grpc_internal_thread(void)
 	return false;
 }
 
+/* Entering while grpc_prefork runs. */
+static void inc_in_prefork(void)
+{
+	/* With the hook's load of inc_entry, an acquire: this thread sees
+	 * dec_entry as switched before inc_entry was. */
+	atomic_thread_fence(memory_order_acquire);
+	if (forking || grpc_internal_thread()) {
+		passed++;
+		atomic_fetch_add_explicit(&passes, 1, memory_order_relaxed);
+		return;
+	}
+	core_inc()();
+}
+
+/* Leaving, once a thread may have been let through. */
+static void dec_checking(void)
+{
+	if (atomic_load_explicit(&passes, memory_order_relaxed) != 0 && passed > 0) {
+		passed--; /* its entry was never counted */
+		atomic_fetch_sub_explicit(&passes, 1, memory_order_relaxed);
+		return;
+	}
+	core_dec()();
+}
+
 void fs_execctx_prefork_running(bool running)
 {
 	forking = running;
-	atomic_store(&prefork_running, running);
+	if (running)
+		atomic_store_explicit(&dec_entry, dec_checking, memory_order_relaxed);
+	atomic_store_explicit(&inc_entry, running ? inc_in_prefork : core_inc(), memory_order_release);
+}
+
+/* In the child only the forking thread is left: only its passes remain owed,
+ * and with none owed its exits need no checking. */
+void fs_execctx_child(void)
+{
+	atomic_store_explicit(&passes, passed, memory_order_relaxed);
+	if (passed == 0 && atomic_load_explicit(&dec_entry, memory_order_relaxed) == dec_checking)
+		atomic_store_explicit(&dec_entry, core_dec(), memory_order_relaxed);
 }
 
 EXPORT void _ZN9grpc_core4Fork17DoIncExecCtxCountEv(void);
 EXPORT void _ZN9grpc_core4Fork17DoIncExecCtxCountEv(void)
 {
-	if (atomic_load_explicit(&prefork_running, memory_order_acquire) && (forking || grpc_internal_thread())) {
-		passed++;
-		return;
-	}
-	if (real_inc == NULL)
-		*(void **)&real_inc = fs_next_symbol("_ZN9grpc_core4Fork17DoIncExecCtxCountEv");
-	if (real_inc != NULL)
-		real_inc();
+	atomic_load_explicit(&inc_entry, memory_order_relaxed)(); /* see inc_in_prefork */
 }
 
 EXPORT void _ZN9grpc_core4Fork17DoDecExecCtxCountEv(void);
 EXPORT void _ZN9grpc_core4Fork17DoDecExecCtxCountEv(void)
 {
-	if (passed > 0) {
-		passed--; /* its entry was never counted */
-		return;
-	}
-	if (real_dec == NULL)
-		*(void **)&real_dec = fs_next_symbol("_ZN9grpc_core4Fork17DoDecExecCtxCountEv");
-	if (real_dec != NULL)
-		real_dec();
+	atomic_load_explicit(&dec_entry, memory_order_relaxed)();
 }

@@ -8,4 +8,7 @@
  * entries into gRPC until it returns. */
 void fs_execctx_prefork_running(bool running);
 
+/* Fork path (child): the other threads' entries are gone with them. */
+void fs_execctx_child(void);
+
 #endif

@@ -262,6 +262,7 @@ static void fork_child(bool restart_grpc)
 	fs_fdreg_child_reset_lock();
 	if (rec.acts)
 		fs_quiesce_end_child();
+	fs_execctx_child();
 	fs_stats_child();
 	fs_generation++;
 	/* Before core's own child handler: it closes the descriptors it tracked,

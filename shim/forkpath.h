@@ -8,7 +8,7 @@
 /* How many forks separate this process from the first one the shim ran in.
  * A channel made in an earlier generation is inherited. Changed only by the
  * child's fork path, while the child has a single thread. */
-extern unsigned fs_generation;
+extern unsigned fs_generation __attribute__((visibility("hidden")));
 
 /* The three steps, in pthread_atfork's shape. fork() and everything built on
  * libc's fork reaches them through pthread_atfork; clone() without CLONE_VM

@@ -58,7 +58,7 @@ enum fs_grpc_state {
 	FS_GRPC_PASSTHROUGH, /* missing symbols or an untested version: hooks only forward */
 };
 
-extern struct fs_grpc fs_grpc;
+extern struct fs_grpc fs_grpc __attribute__((visibility("hidden")));
 
 /* Resolves everything once (idempotent, thread-safe); not for the fork path. */
 void fs_grpc_resolve(void);

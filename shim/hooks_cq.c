@@ -1,7 +1,8 @@
 /*
  * The completion-queue calls in which threads wait inside gRPC. While no fork
- * is pending they cost a few atomic stores; see quiesce.c for what a fork
- * does with them. (New calls wait for a pending fork in hooks_grpc.c.)
+ * is pending they cost a few plain loads and stores (quiesce.h); see
+ * quiesce.c for what a fork does with them and why that is enough. (New calls
+ * wait for a pending fork in hooks_grpc.c.)
  */
 #include "config.h"
 #include "grpclib.h"
@@ -11,17 +12,20 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
+static grpc_event missing(const char *name)
+{
+	fs_log(FS_ERROR, "%s: the installed libgrpc has no such function", name);
+	return (grpc_event){ .type = GRPC_QUEUE_SHUTDOWN };
+}
+
 EXPORT grpc_event grpc_completion_queue_next(grpc_completion_queue *cq, gpr_timespec deadline, void *reserved)
 {
 	struct waiter *w;
 	grpc_event ev;
 
-	if (!fs_grpc_ensure() || !fs_mode_acts(fs_cfg.mode) || (w = fs_quiesce_self()) == NULL ||
-	    fs_quiesce_wake_channel() == NULL) {
-		if (fs_grpc.cq_next == NULL) {
-			fs_log(FS_ERROR, "grpc_completion_queue_next: the installed libgrpc has no such function");
-			return (grpc_event){ .type = GRPC_QUEUE_SHUTDOWN };
-		}
+	if (!fs_grpc_protects() || (w = fs_quiesce_self()) == NULL || fs_quiesce_wake_channel() == NULL) {
+		if (fs_grpc.cq_next == NULL)
+			return missing("grpc_completion_queue_next");
 		return fs_grpc.cq_next(cq, deadline, reserved);
 	}
 	for (;;) {
@@ -30,7 +34,7 @@ EXPORT grpc_event grpc_completion_queue_next(grpc_completion_queue *cq, gpr_time
 			continue;
 		}
 		ev = fs_grpc.cq_next(cq, deadline, reserved);
-		fs_quiesce_leave(w);
+		fs_quiesce_leave(w, true);
 		if (fs_quiesce_is_wake(&ev))
 			continue; /* ours: the fork path wanted this thread out */
 		return ev;
@@ -47,16 +51,14 @@ EXPORT grpc_event grpc_completion_queue_pluck(grpc_completion_queue *cq, void *t
 	struct waiter *w;
 	grpc_event ev;
 
-	if (!fs_grpc_ensure() || !fs_mode_acts(fs_cfg.mode) || (w = fs_quiesce_self()) == NULL) {
-		if (fs_grpc.cq_pluck == NULL) {
-			fs_log(FS_ERROR, "grpc_completion_queue_pluck: the installed libgrpc has no such function");
-			return (grpc_event){ .type = GRPC_QUEUE_SHUTDOWN };
-		}
+	if (__builtin_expect(!fs_grpc_protects() || (w = fs_quiesce_self()) == NULL, 0)) {
+		if (fs_grpc.cq_pluck == NULL)
+			return missing("grpc_completion_queue_pluck");
 		return fs_grpc.cq_pluck(cq, tag, deadline, reserved);
 	}
 	fs_quiesce_enter_in_call(w);
 	ev = fs_grpc.cq_pluck(cq, tag, deadline, reserved);
-	fs_quiesce_leave(w);
+	fs_quiesce_leave(w, false);
 	return ev;
 }
 

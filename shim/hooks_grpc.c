@@ -3,8 +3,8 @@
  * channel table; every function that takes a channel sends a call on a
  * channel inherited from an earlier fork generation to its stand-in (policy
  * reconnect or close), or reports it (policy audit). In the process that never
- * forked (generation 0) nothing can be inherited, so these hooks cost one
- * comparison on the RPC path.
+ * forked (generation 0) nothing can be inherited, so on the RPC path these
+ * hooks cost a few loads and a jump to gRPC.
  */
 #include <stdio.h>
 
@@ -21,6 +21,8 @@
 #include "quiesce.h"
 
 #define EXPORT __attribute__((visibility("default")))
+/* The unusual paths of the RPC hooks, kept out of their fast paths. */
+#define COLD __attribute__((noinline, cold))
 
 /* A hook whose real function is missing can only have been reached because
  * the shim's definition satisfied a symbol libgrpc lacks. */
@@ -159,11 +161,16 @@ EXPORT void *grpc_channel_register_call(grpc_channel *channel, const char *metho
 	return registered;
 }
 
-/* The RPC path. */
-EXPORT grpc_call *grpc_channel_create_call(grpc_channel *channel, grpc_call *parent_call,
-					   uint32_t propagation_mask, grpc_completion_queue *cq,
-					   grpc_slice method, const grpc_slice *host, gpr_timespec deadline,
-					   void *reserved)
+/* The RPC path. While nothing is special (no fork pending, generation 0,
+ * not auditing), a call goes straight to gRPC: a few loads and a jump. */
+static inline bool calls_as_usual(void)
+{
+	return !fs_quiesce_pending() && fs_generation == 0 && fs_cfg.mode != FS_MODE_AUDIT;
+}
+
+static COLD grpc_call *create_call(grpc_channel *channel, grpc_call *parent_call,
+				   uint32_t propagation_mask, grpc_completion_queue *cq, grpc_slice method,
+				   const grpc_slice *host, gpr_timespec deadline, void *reserved)
 {
 	grpc_call *call;
 
@@ -176,11 +183,22 @@ EXPORT grpc_call *grpc_channel_create_call(grpc_channel *channel, grpc_call *par
 	return call;
 }
 
-EXPORT grpc_call *grpc_channel_create_registered_call(grpc_channel *channel, grpc_call *parent_call,
-						      uint32_t propagation_mask,
-						      grpc_completion_queue *completion_queue,
-						      void *registered_call_handle, gpr_timespec deadline,
-						      void *reserved)
+EXPORT grpc_call *grpc_channel_create_call(grpc_channel *channel, grpc_call *parent_call,
+					   uint32_t propagation_mask, grpc_completion_queue *cq,
+					   grpc_slice method, const grpc_slice *host, gpr_timespec deadline,
+					   void *reserved)
+{
+	grpc_call *(*real)(grpc_channel *, grpc_call *, uint32_t, grpc_completion_queue *, grpc_slice,
+			   const grpc_slice *, gpr_timespec, void *) = fs_grpc.channel_create_call;
+
+	if (__builtin_expect(real == NULL || !calls_as_usual(), 0))
+		return create_call(channel, parent_call, propagation_mask, cq, method, host, deadline, reserved);
+	return real(channel, parent_call, propagation_mask, cq, method, host, deadline, reserved);
+}
+
+static COLD grpc_call *create_registered_call(grpc_channel *channel, grpc_call *parent_call,
+					      uint32_t propagation_mask, grpc_completion_queue *completion_queue,
+					      void *registered_call_handle, gpr_timespec deadline, void *reserved)
 {
 	grpc_call *call;
 
@@ -199,8 +217,24 @@ EXPORT grpc_call *grpc_channel_create_registered_call(grpc_channel *channel, grp
 	return call;
 }
 
+EXPORT grpc_call *grpc_channel_create_registered_call(grpc_channel *channel, grpc_call *parent_call,
+						      uint32_t propagation_mask,
+						      grpc_completion_queue *completion_queue,
+						      void *registered_call_handle, gpr_timespec deadline,
+						      void *reserved)
+{
+	grpc_call *(*real)(grpc_channel *, grpc_call *, uint32_t, grpc_completion_queue *, void *, gpr_timespec,
+			   void *) = fs_grpc.channel_create_registered_call;
+
+	if (__builtin_expect(real == NULL || !calls_as_usual(), 0))
+		return create_registered_call(channel, parent_call, propagation_mask, completion_queue,
+					      registered_call_handle, deadline, reserved);
+	return real(channel, parent_call, propagation_mask, completion_queue, registered_call_handle, deadline,
+		    reserved);
+}
+
 /* Call references: counted in audit mode only, to report calls in flight. */
-EXPORT void grpc_call_ref(grpc_call *call)
+static COLD void call_ref(grpc_call *call)
 {
 	REAL(call_ref, "grpc_call_ref");
 	if (__builtin_expect(fs_cfg.mode == FS_MODE_AUDIT, 0))
@@ -208,12 +242,32 @@ EXPORT void grpc_call_ref(grpc_call *call)
 	fs_grpc.call_ref(call);
 }
 
-EXPORT void grpc_call_unref(grpc_call *call)
+EXPORT void grpc_call_ref(grpc_call *call)
+{
+	void (*real)(grpc_call *) = fs_grpc.call_ref;
+
+	if (__builtin_expect(real == NULL || fs_cfg.mode == FS_MODE_AUDIT, 0))
+		call_ref(call);
+	else
+		real(call);
+}
+
+static COLD void call_unref(grpc_call *call)
 {
 	REAL(call_unref, "grpc_call_unref");
 	if (__builtin_expect(fs_cfg.mode == FS_MODE_AUDIT, 0))
 		fs_calls_unref(call);
 	fs_grpc.call_unref(call);
+}
+
+EXPORT void grpc_call_unref(grpc_call *call)
+{
+	void (*real)(grpc_call *) = fs_grpc.call_unref;
+
+	if (__builtin_expect(real == NULL || fs_cfg.mode == FS_MODE_AUDIT, 0))
+		call_unref(call);
+	else
+		real(call);
 }
 
 /* The rest of the channel API: the same routing as calls. */

@@ -12,6 +12,7 @@
 #include "embedded.h"
 #include "log.h"
 #include "owner.h"
+#include "quiesce.h"
 
 atomic_bool fs_ready;
 
@@ -78,10 +79,15 @@ static void grpc_once_init(void)
 	ops.register_call = fs_grpc.channel_register_call;
 	ops.creds_release = table_creds_release;
 	fs_chantab_set_ops(&ops);
-	/* Audit mode must behave exactly as without the shim. */
+	/* Turns nothing off in audit mode, which must behave exactly as without
+	 * the shim. */
+	if (fs_cfg.mode != FS_MODE_OFF)
+		fs_experiments_init();
 	if (!fs_mode_acts(fs_cfg.mode))
 		return;
-	fs_experiments_init();
+	/* Before any thread can wait in gRPC: every hook that lets one wait
+	 * has come through here first. */
+	fs_quiesce_init();
 	/* Core reads GRPC_ENABLE_FORK_SUPPORT once, in its first grpc_init; setting
 	 * the override through Fork::Enable leaves the environment (and so child
 	 * programs and grpcio's own fork handling) untouched. A user's explicit
@@ -97,9 +103,18 @@ static void grpc_once_init(void)
 		fs_grpc.fork_enable(true);
 }
 
-bool fs_grpc_ensure(void)
+_Atomic unsigned char fs_grpc_outcome;
+
+/* The first call of each thread until everything is settled; afterwards the
+ * hooks read fs_grpc_outcome alone (init.h). */
+enum fs_grpc_outcome fs_grpc_ensure_slow(void)
 {
+	enum fs_grpc_outcome o = FS_GRPC_IGNORED;
+
 	fs_ensure_init();
 	pthread_once(&grpc_once, grpc_once_init);
-	return fs_cfg.mode != FS_MODE_OFF && fs_grpc_state() == FS_GRPC_ACTIVE;
+	if (fs_cfg.mode != FS_MODE_OFF && fs_grpc_state() == FS_GRPC_ACTIVE)
+		o = fs_mode_acts(fs_cfg.mode) ? FS_GRPC_PROTECTED : FS_GRPC_WATCHED;
+	atomic_store_explicit(&fs_grpc_outcome, o, memory_order_release);
+	return o;
 }

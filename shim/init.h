@@ -7,7 +7,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
-extern atomic_bool fs_ready;
+extern atomic_bool fs_ready __attribute__((visibility("hidden")));
 void fs_init_slow(void);
 
 static inline void fs_ensure_init(void)
@@ -16,8 +16,36 @@ static inline void fs_ensure_init(void)
 		fs_init_slow();
 }
 
+/* What fs_grpc_ensure() found, fixed once it has run: the mode and libgrpc
+ * are settled by then and never change afterwards (a child inherits them). */
+enum fs_grpc_outcome {
+	FS_GRPC_UNSETTLED = 0, /* fs_grpc_ensure() has not finished yet */
+	FS_GRPC_IGNORED,       /* mode off, or libgrpc passed through */
+	FS_GRPC_WATCHED,       /* acted on: mode audit */
+	FS_GRPC_PROTECTED,     /* acted on: mode reconnect or close */
+};
+extern _Atomic unsigned char fs_grpc_outcome __attribute__((visibility("hidden")));
+enum fs_grpc_outcome fs_grpc_ensure_slow(void);
+
 /* For gRPC's hooks: the shim's set-up plus libgrpc's symbols and core's fork
- * support. Returns true when the shim acts on gRPC calls. */
-bool fs_grpc_ensure(void);
+ * support. Once settled, one load. */
+static inline enum fs_grpc_outcome fs_grpc_settle(void)
+{
+	enum fs_grpc_outcome o = atomic_load_explicit(&fs_grpc_outcome, memory_order_acquire);
+
+	return __builtin_expect(o != FS_GRPC_UNSETTLED, 1) ? o : fs_grpc_ensure_slow();
+}
+
+/* True when the shim acts on gRPC calls (any mode but off). */
+static inline bool fs_grpc_ensure(void)
+{
+	return fs_grpc_settle() >= FS_GRPC_WATCHED;
+}
+
+/* True when, in addition, it changes what happens at a fork (fs_mode_acts). */
+static inline bool fs_grpc_protects(void)
+{
+	return fs_grpc_settle() == FS_GRPC_PROTECTED;
+}
 
 #endif

@@ -24,25 +24,24 @@
 #include "quiesce.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/membarrier.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "grpclib.h"
+#include "libc.h"
 #include "log.h"
 #include "rbtree.h"
 
-struct waiter {
-	struct waiter *next;                    /* all records, never unlinked */
-	_Atomic(grpc_completion_queue *) queue; /* set while inside next() */
-	atomic_bool inside;                     /* inside a real next() or pluck() */
-	atomic_bool in_use;                     /* owned by a live thread */
-};
-
 static _Atomic(struct waiter *) waiters;
-static __thread struct waiter *self __attribute__((tls_model("initial-exec")));
+__thread struct waiter *fs_quiesce_me __attribute__((tls_model("initial-exec")));
 static pthread_key_t release_key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 
@@ -51,6 +50,11 @@ static pthread_cond_t left = PTHREAD_COND_INITIALIZER;    /* a waiter left gRPC 
 static pthread_cond_t resume = PTHREAD_COND_INITIALIZER;  /* the fork is done */
 atomic_bool fs_quiesce_requested;
 #define requested fs_quiesce_requested
+/* Fenced until fs_quiesce_init knows better: safe whatever the kernel. */
+atomic_bool fs_quiesce_fenced = true;
+/* membarrier failed at a fork although it had been registered: from then on
+ * the fork path polls instead of trusting every wake-up to arrive. */
+static bool degraded;
 
 /* The private tag of wake-up events, and the lame channel that posts them. */
 static char wake_tag;
@@ -68,8 +72,151 @@ static int shut_cmp(const struct shut_queue *a, const struct shut_queue *b)
 RB_HEAD(shut_tree, shut_queue);
 FS_RB_GENERATE_STATIC(shut_tree, shut_queue, link, shut_cmp)
 static struct shut_tree shut = RB_INITIALIZER(&shut);
+/* How many queues `shut` holds, readable without the lock (see
+ * fs_quiesce_note_destroy_slow). */
+atomic_ulong fs_quiesce_shut_queues;
+#define nshut fs_quiesce_shut_queues
 
 static atomic_ulong waits, longest_ms;
+
+/*
+ * The handshake between a thread that waits in gRPC and a fork, and why the
+ * waiting side needs no fence.
+ *
+ * Two questions are asked across threads, each a store followed by a load on
+ * both sides (the "store buffering" pattern):
+ *
+ *   entering next():  W: inside = 1;  barrier;  r1 = requested
+ *                     F: requested = 1;  barrier;  r2 = inside
+ *   leaving either:   W: inside = 0;  barrier;  r1 = requested
+ *                     F: requested = 1;  barrier;  r2 = inside
+ *
+ * (W: a thread in a hook, F: the fork path in fs_quiesce_begin, which reads
+ * `inside` again each time it counts.) Entering, the outcome r1 == 0 with
+ * r2 == 0 would let W wait in next() unseen, never woken for the fork; leaving,
+ * r1 == 0 with r2 == 1 would leave F waiting for a broadcast W does not send
+ * (a lost wake-up). With a full barrier on both sides neither can happen: of
+ * the two barriers one comes first, and the load after the second one sees the
+ * store before the first (for C11 seq_cst fences, the fence rule of
+ * [atomics.order]). Every other outcome is handled: W that sees the request
+ * backs out and tells F (fs_quiesce_back_out) or, leaving, wakes F; F that
+ * sees W inside posts a wake-up to W's queue (swallowed by the hook if W
+ * backed out) and waits for it to leave.
+ *
+ * A full fence costs every RPC some 20-40 cycles; forks are rare. So F pays
+ * for both: after its store it calls membarrier(MEMBARRIER_CMD_PRIVATE_
+ * EXPEDITED), which returns only once every other running thread of the
+ * process has executed a full memory barrier (an IPI), and threads not
+ * running have executed one in the scheduler when they were switched out.
+ * Wherever that barrier falls in W's instruction stream, either it follows
+ * W's store, which is then visible to F's load after the call returns; or it
+ * precedes W's store and so also W's load, which is then performed after the
+ * barrier, itself after F's store became visible (the system call is a full
+ * barrier for F): W sees the request. W's side only has to keep its store
+ * before its load in the instruction stream, which a compiler barrier
+ * (atomic_signal_fence) does; the CPU may still let the load pass the store,
+ * and that is exactly what membarrier covers. This is the pairing membarrier
+ * exists for (membarrier(2): barrier() on the fast path, membarrier() on the
+ * slow path).
+ *
+ * membarrier needs Linux 4.14 and a registration, made once, before the shim
+ * first lets a thread wait in gRPC (fs_quiesce_init). Without it (an older
+ * kernel, a seccomp filter) W issues a seq_cst fence instead
+ * (fs_quiesce_fenced), and F one of its own: the plain symmetric handshake.
+ * A child inherits the registration; should a kernel not pass it on, the
+ * fork path registers again. If membarrier fails later all the same (a
+ * seccomp filter installed meanwhile), threads are told to fence from then
+ * on, and since some may not have heard yet, F no longer counts on every
+ * wake-up: it polls, at this fork and every later one (`degraded`).
+ *
+ * F reads fs_quiesce_fenced under the lock, and it only changes under the
+ * lock, so F's choice agrees with every W that can race with it. If F saw it
+ * still set and fenced alone, and registration then cleared it (while F waits,
+ * the lock released), any W now taking the light path read the cleared flag
+ * after F's request was stored (F's store, F's unlock, the clearing, W's
+ * acquire load of fs_grpc_outcome that precedes its fast path): W's load of
+ * `requested` sees it, whatever W's barrier.
+ *
+ * What needs no handshake: pluck() is entered without asking (its call is in
+ * flight and must complete), so a thread entering it while F counts may go
+ * unseen, and a call may be created just before F's request is visible. Both
+ * are inside gRPC with an ExecCtx, so core's grpc_prefork refuses, and the
+ * fork path tries again until they are out (forkpath.c). Records are read
+ * with acquire: `queue` is stored before `inside` (release), so F never
+ * posts to a queue older than the one W entered with.
+ */
+
+static long membarrier(int cmd)
+{
+#ifdef __NR_membarrier
+	return syscall(__NR_membarrier, cmd, 0, 0);
+#else
+	errno = ENOSYS;
+	return -1;
+#endif
+}
+
+/* Whether a seccomp filter is installed (/proc/self/status "Seccomp: 2"). A
+ * filter may kill the process on a system call it does not know, and
+ * membarrier is newer than many filters: under one the shim never calls it.
+ * Read with open/read, which every filter that lets a program run allows. */
+static bool under_seccomp_filter(void)
+{
+	char buf[4096];
+	ssize_t n;
+	int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+	const char *line;
+
+	if (fd < 0)
+		return true; /* cannot tell: assume the worst */
+	n = read(fd, buf, sizeof(buf) - 1);
+	fs_libc.close(fd);
+	if (n <= 0)
+		return true;
+	buf[n] = '\0';
+	line = strstr(buf, "\nSeccomp:");
+	if (line == NULL)
+		return false; /* a kernel without seccomp */
+	line += strlen("\nSeccomp:");
+	while (*line == ' ' || *line == '\t')
+		line++;
+	return *line != '0';
+}
+
+void fs_quiesce_init(void)
+{
+	long cmds;
+
+	if (under_seccomp_filter()) {
+		fs_log(FS_DEBUG, "seccomp filter in place: membarrier not used; threads waiting in gRPC fence themselves");
+		return;
+	}
+	cmds = membarrier(MEMBARRIER_CMD_QUERY);
+	if (cmds < 0 || !(cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) ||
+	    !(cmds & MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) ||
+	    membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) != 0) {
+		fs_log(FS_DEBUG, "membarrier(PRIVATE_EXPEDITED) unavailable: threads waiting in gRPC fence themselves");
+		return;
+	}
+	pthread_mutex_lock(&lock); /* see the note above membarrier() */
+	atomic_store_explicit(&fs_quiesce_fenced, false, memory_order_relaxed);
+	pthread_mutex_unlock(&lock);
+}
+
+/* F's barrier, between its store to `requested` and its loads of `inside`.
+ * False when no barrier could be forced on the other threads. */
+static bool barrier_all(void)
+{
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&fs_quiesce_fenced, memory_order_relaxed))
+		return true; /* the other side fences itself */
+	if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0)
+		return true;
+	if (errno == EPERM && membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0 &&
+	    membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0)
+		return true;
+	return false;
+}
 
 static void release_record(void *record)
 {
@@ -83,13 +230,13 @@ static void make_key(void)
 }
 
 /* This thread's record (not on the fork path: may allocate once per thread). */
-struct waiter *fs_quiesce_self(void)
+struct waiter *fs_quiesce_self_slow(void)
 {
 	struct waiter *w;
 	bool free_one = false;
 
-	if (self != NULL)
-		return self;
+	if (fs_quiesce_me != NULL)
+		return fs_quiesce_me;
 	pthread_once(&key_once, make_key);
 	for (w = atomic_load(&waiters); w != NULL; w = w->next)
 		if (atomic_compare_exchange_strong(&w->in_use, &free_one, true))
@@ -105,7 +252,7 @@ struct waiter *fs_quiesce_self(void)
 		while (!atomic_compare_exchange_weak(&waiters, &w->next, w)) {
 		}
 	}
-	self = w;
+	fs_quiesce_me = w;
 	if (release_key != (pthread_key_t)-1)
 		pthread_setspecific(release_key, w);
 	return w;
@@ -120,35 +267,21 @@ void fs_quiesce_wait_at_door(void)
 	pthread_mutex_unlock(&lock);
 }
 
-/* Marks the thread inside; false (and not inside) when a fork asked first.
- * The store-then-load pairs with the fork path's store-then-scan (both
- * sequentially consistent), so one of the two always sees the other. */
-bool fs_quiesce_enter(struct waiter *w, grpc_completion_queue *next_queue)
+/* A thread that was inside saw the request on its way out (or back). */
+void fs_quiesce_wake_forker(void)
 {
-	atomic_store(&w->queue, next_queue);
-	atomic_store(&w->inside, true);
-	if (!atomic_load(&requested))
-		return true;
-	atomic_store(&w->inside, false);
-	atomic_store(&w->queue, NULL);
-	return false;
+	pthread_mutex_lock(&lock);
+	pthread_cond_broadcast(&left);
+	pthread_mutex_unlock(&lock);
 }
 
-/* The queue is already NULL: every leave() clears it. */
-void fs_quiesce_enter_in_call(struct waiter *w)
+/* Entering next(), the thread saw a fork's request: it is not inside after
+ * all. The fork may have counted it already, so it is told. */
+void fs_quiesce_back_out(struct waiter *w)
 {
-	atomic_store(&w->inside, true);
-}
-
-void fs_quiesce_leave(struct waiter *w)
-{
-	atomic_store(&w->inside, false);
-	atomic_store(&w->queue, NULL);
-	if (atomic_load(&requested)) {
-		pthread_mutex_lock(&lock);
-		pthread_cond_broadcast(&left);
-		pthread_mutex_unlock(&lock);
-	}
+	atomic_store_explicit(&w->inside, false, memory_order_release);
+	atomic_store_explicit(&w->queue, NULL, memory_order_relaxed);
+	fs_quiesce_wake_forker();
 }
 
 grpc_channel *fs_quiesce_wake_channel(void)
@@ -188,10 +321,17 @@ void fs_quiesce_note_shutdown(grpc_completion_queue *cq)
 	pthread_mutex_lock(&lock);
 	if (RB_INSERT(shut_tree, &shut, s) != NULL)
 		free(s);
+	else
+		atomic_fetch_add_explicit(&nshut, 1, memory_order_relaxed);
 	pthread_mutex_unlock(&lock);
 }
 
-void fs_quiesce_note_destroy(grpc_completion_queue *cq)
+/* A queue is shut down before it is destroyed, and the application orders
+ * the two (destroy follows next() returning GRPC_QUEUE_SHUTDOWN, which follows
+ * the shutdown): a queue recorded by note_shutdown is counted in `nshut` by
+ * the time it is destroyed. With none recorded (every synchronous call's
+ * queue), destroying costs one load (fs_quiesce_note_destroy). */
+void fs_quiesce_note_destroy_slow(grpc_completion_queue *cq)
 {
 	struct shut_queue key = { .queue = cq }, *s;
 
@@ -199,8 +339,10 @@ void fs_quiesce_note_destroy(grpc_completion_queue *cq)
 		return;
 	pthread_mutex_lock(&lock);
 	s = RB_FIND(shut_tree, &shut, &key);
-	if (s != NULL)
+	if (s != NULL) {
 		RB_REMOVE(shut_tree, &shut, s);
+		atomic_fetch_sub_explicit(&nshut, 1, memory_order_relaxed);
+	}
 	pthread_mutex_unlock(&lock);
 	free(s);
 }
@@ -217,8 +359,24 @@ static unsigned count_inside(void)
 	unsigned n = 0;
 
 	for (struct waiter *w = atomic_load(&waiters); w != NULL; w = w->next)
-		n += atomic_load(&w->in_use) && atomic_load(&w->inside) && w != self;
+		n += w != fs_quiesce_me && atomic_load_explicit(&w->in_use, memory_order_acquire) &&
+		     atomic_load_explicit(&w->inside, memory_order_acquire);
 	return n;
+}
+
+static void add_ms(struct timespec *t, long ms)
+{
+	t->tv_sec += ms / 1000;
+	t->tv_nsec += (ms % 1000) * 1000000;
+	if (t->tv_nsec >= 1000000000) {
+		t->tv_sec++;
+		t->tv_nsec -= 1000000000;
+	}
+}
+
+static bool before(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
 }
 
 /* Fork path. Allocates nothing of its own; posting a wake-up is a gRPC call
@@ -227,23 +385,48 @@ unsigned fs_quiesce_begin(const struct timespec *deadline)
 {
 	grpc_channel *wake = fs_grpc.now != NULL ? atomic_load(&wake_channel) : NULL;
 	unsigned inside;
+	bool exact;
 
 	pthread_mutex_lock(&lock);
 	atomic_store(&requested, true);
+	/* The heavy half of the handshake: see the note above membarrier(). */
+	exact = barrier_all() && !degraded;
+	if (!exact && !degraded) {
+		/* Threads fence themselves from now on; those that did not yet
+		 * are found by polling, now and at every later fork. */
+		degraded = true;
+		atomic_store_explicit(&fs_quiesce_fenced, true, memory_order_relaxed);
+		fs_log(FS_WARN, "membarrier failed (%s): threads waiting in gRPC fence themselves from now on",
+		       strerror(errno));
+	}
 	/* Held while posting, so no queue can be shut down between the check and
 	 * the post: posting to a shut-down queue is fatal in gRPC. */
 	for (struct waiter *w = atomic_load(&waiters); wake != NULL && w != NULL; w = w->next) {
-		grpc_completion_queue *q = atomic_load(&w->queue);
+		grpc_completion_queue *q;
 
-		if (w != self && q != NULL && atomic_load(&w->inside) && !is_shut(q))
+		if (w == fs_quiesce_me || !atomic_load_explicit(&w->inside, memory_order_acquire))
+			continue;
+		q = atomic_load_explicit(&w->queue, memory_order_relaxed);
+		if (q != NULL && !is_shut(q))
 			fs_grpc.channel_watch_connectivity_state(wake, GRPC_CHANNEL_IDLE,
 								 fs_grpc.now(GPR_CLOCK_MONOTONIC), q, &wake_tag);
 	}
-	while ((inside = count_inside()) > 0)
-		if (pthread_cond_clockwait(&left, &lock, CLOCK_MONOTONIC, deadline) == ETIMEDOUT) {
+	while ((inside = count_inside()) > 0) {
+		struct timespec until = *deadline, now;
+
+		/* Without an exact handshake a leaving thread may not wake us:
+		 * look again every millisecond. */
+		if (!exact && clock_gettime(CLOCK_MONOTONIC, &now) == 0) {
+			add_ms(&now, 1);
+			if (before(&now, deadline))
+				until = now;
+		}
+		if (pthread_cond_clockwait(&left, &lock, CLOCK_MONOTONIC, &until) == ETIMEDOUT &&
+		    !before(&until, deadline)) {
 			inside = count_inside();
 			break;
 		}
+	}
 	pthread_mutex_unlock(&lock);
 	return inside;
 }
@@ -266,7 +449,7 @@ void fs_quiesce_end_child(void)
 	atomic_store(&waits, 0); /* the parent's, copied */
 	atomic_store(&longest_ms, 0);
 	for (struct waiter *w = atomic_load(&waiters); w != NULL; w = w->next) {
-		if (w == self)
+		if (w == fs_quiesce_me)
 			continue;
 		atomic_store(&w->inside, false);
 		atomic_store(&w->queue, NULL);

@@ -1,4 +1,9 @@
-/* Bringing threads out of gRPC before a fork, and letting them go on after. */
+/* Bringing threads out of gRPC before a fork, and letting them go on after.
+ *
+ * The hooks' side (completion-queue waits, call creation) is inline here and
+ * costs, while no fork is pending, a few plain loads and stores: no locked
+ * instruction, no fence. What makes that enough is the note on the handshake
+ * in quiesce.c. */
 #ifndef FORKSAFE_QUIESCE_H
 #define FORKSAFE_QUIESCE_H
 
@@ -8,17 +13,109 @@
 
 #include <grpc/grpc.h>
 
-/* For the completion-queue hooks (hooks_cq.c). */
-struct waiter;
-struct waiter *fs_quiesce_self(void);   /* this thread's record; NULL if out of memory */
-bool fs_quiesce_enter(struct waiter *w, grpc_completion_queue *next_queue); /* false: wait at the door */
-void fs_quiesce_enter_in_call(struct waiter *w); /* inside, even while a fork waits */
-void fs_quiesce_leave(struct waiter *w);
+#define FS_HIDDEN __attribute__((visibility("hidden")))
+
+/* One per thread that has waited in gRPC; the fork path scans them all. */
+struct waiter {
+	struct waiter *next;                    /* all records, never unlinked */
+	_Atomic(grpc_completion_queue *) queue; /* set while inside next() */
+	atomic_bool inside;                     /* inside a real next() or pluck() */
+	atomic_bool in_use;                     /* owned by a live thread */
+};
+
+/* Set (under the quiesce lock) from the moment a fork asks threads out of
+ * gRPC until it lets them go on in the parent. */
+extern atomic_bool fs_quiesce_requested FS_HIDDEN;
+/* True when the fork path cannot force a barrier on the other threads
+ * (membarrier unavailable): the waiting side then fences itself. Settled once,
+ * before the first thread can wait in gRPC (fs_quiesce_init); turned on later
+ * only if membarrier stops working. */
+extern atomic_bool fs_quiesce_fenced FS_HIDDEN;
+extern __thread struct waiter *fs_quiesce_me FS_HIDDEN __attribute__((tls_model("initial-exec")));
+
+/* Once, when the shim first acts on gRPC in mode reconnect or close: before
+ * any thread can wait in gRPC through the hooks. */
+void fs_quiesce_init(void);
+
+/* This thread's record; NULL if out of memory. Not for the fork path. */
+struct waiter *fs_quiesce_self_slow(void);
+static inline struct waiter *fs_quiesce_self(void)
+{
+	struct waiter *w = fs_quiesce_me;
+
+	return __builtin_expect(w != NULL, 1) ? w : fs_quiesce_self_slow();
+}
+
 void fs_quiesce_wait_at_door(void);
+void fs_quiesce_wake_forker(void);
+void fs_quiesce_back_out(struct waiter *w);
+
+/* Between this thread's store to its record and its load of
+ * fs_quiesce_requested: the light half of the handshake in quiesce.c. */
+static inline void fs_quiesce_barrier(void)
+{
+	if (__builtin_expect(atomic_load_explicit(&fs_quiesce_fenced, memory_order_relaxed), 0))
+		atomic_thread_fence(memory_order_seq_cst);
+	else
+		atomic_signal_fence(memory_order_seq_cst); /* the compiler keeps the order */
+}
+
+static inline bool fs_quiesce_pending(void)
+{
+	return atomic_load_explicit(&fs_quiesce_requested, memory_order_relaxed);
+}
+
+/* Marks the thread inside next() on `queue`; false (and not inside) when a
+ * fork asked first: the caller then waits at the door and tries again. */
+static inline bool fs_quiesce_enter(struct waiter *w, grpc_completion_queue *queue)
+{
+	atomic_store_explicit(&w->queue, queue, memory_order_relaxed);
+	atomic_store_explicit(&w->inside, true, memory_order_release); /* queue first */
+	fs_quiesce_barrier();
+	if (__builtin_expect(!fs_quiesce_pending(), 1))
+		return true;
+	fs_quiesce_back_out(w);
+	return false;
+}
+
+/* Marks the thread inside pluck(): it goes in even while a fork waits (its
+ * call is in flight), so it asks nothing. Its queue is already NULL. */
+static inline void fs_quiesce_enter_in_call(struct waiter *w)
+{
+	atomic_store_explicit(&w->inside, true, memory_order_relaxed);
+}
+
+/* Out of next() or pluck(); wakes a fork that waits for this thread. */
+static inline void fs_quiesce_leave(struct waiter *w, bool had_queue)
+{
+	atomic_store_explicit(&w->inside, false, memory_order_release);
+	if (had_queue)
+		atomic_store_explicit(&w->queue, NULL, memory_order_relaxed);
+	fs_quiesce_barrier();
+	if (__builtin_expect(fs_quiesce_pending(), 0))
+		fs_quiesce_wake_forker();
+}
+
+/* Call creation: waits, outside gRPC, while a fork is pending. One load when
+ * none is. (A call that passes just before a fork asks is core's business:
+ * grpc_prefork refuses while it is inside, and the fork path tries again.) */
+static inline void fs_quiesce_gate(void)
+{
+	if (__builtin_expect(fs_quiesce_pending(), 0))
+		fs_quiesce_wait_at_door();
+}
+
 bool fs_quiesce_is_wake(const grpc_event *ev);
 grpc_channel *fs_quiesce_wake_channel(void); /* made on first use */
 void fs_quiesce_note_shutdown(grpc_completion_queue *cq);
-void fs_quiesce_note_destroy(grpc_completion_queue *cq);
+void fs_quiesce_note_destroy_slow(grpc_completion_queue *cq);
+/* How many shut-down queues are recorded; see fs_quiesce_note_destroy_slow. */
+extern atomic_ulong fs_quiesce_shut_queues FS_HIDDEN;
+static inline void fs_quiesce_note_destroy(grpc_completion_queue *cq)
+{
+	if (__builtin_expect(atomic_load_explicit(&fs_quiesce_shut_queues, memory_order_relaxed) != 0, 0))
+		fs_quiesce_note_destroy_slow(cq);
+}
 
 /* Fork path (parent, before core's prefork): asks every thread waiting in
  * grpc_completion_queue_next/pluck to leave gRPC and waits for them until
@@ -35,14 +132,5 @@ void fs_quiesce_end_child(void);
 unsigned long fs_quiesce_waits(void);
 unsigned long fs_quiesce_longest_ms(void);
 void fs_quiesce_note_wait(unsigned long ms);
-
-/* Call creation: waits, outside gRPC, while a fork is pending. One atomic
- * load when none is. */
-extern atomic_bool fs_quiesce_requested;
-static inline void fs_quiesce_gate(void)
-{
-	if (__builtin_expect(atomic_load_explicit(&fs_quiesce_requested, memory_order_acquire), 0))
-		fs_quiesce_wait_at_door();
-}
 
 #endif
