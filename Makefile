@@ -55,6 +55,7 @@ include tests/integration/integration.mk
 include tests/passthrough/passthrough.mk
 include tests/embedded/embedded.mk
 include demo/demo.mk
+include tests/python/python.mk
 include bench/bench.mk
 include tools/tools.mk
 
@@ -65,6 +66,7 @@ test:
 	@$(MAKE) --no-print-directory test-unit
 	@$(MAKE) --no-print-directory test-passthrough
 	@$(MAKE) --no-print-directory test-integration
+	@$(MAKE) --no-print-directory test-python
 	@$(MAKE) --no-print-directory test-embedded
 	@$(MAKE) --no-print-directory test-valgrind
 	@$(MAKE) --no-print-directory test-wrapper

@@ -1,0 +1,92 @@
+#!/bin/bash
+# Which default suits gRPC compiled into Python's grpcio: runs the Python
+# demo (demo/fork_demo.py) N times under each of five settings and prints, per
+# setting, in how many runs the parent's and the child's RPCs (on their own
+# channels) all succeeded, how many of the child's RPCs succeeded in all, how
+# many runs hung (stopped after 30 s), the mean wall time of the runs that
+# ended, and what the child's RPC on its inherited channel did. Not part of
+# `make test`: it measures, it does not judge.
+#
+# Usage: tests/python/measure-policies.sh [--runs N] [--build DIR]
+#   (`make measure-python` builds what it needs and runs it)
+# Settings:
+#   plain           no shim
+#   shim-reset      the shim, default policy (GRPC_FORKSAFE_EMBEDDED=reset)
+#   shim-guard      the shim, GRPC_FORKSAFE_EMBEDDED=guard
+#   fork+native     no shim; GRPC_ENABLE_FORK_SUPPORT=1 GRPC_DNS_RESOLVER=native
+#   fork-only       no shim; GRPC_ENABLE_FORK_SUPPORT=1
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+RUNS=20
+BUILD=build
+while [ $# -gt 0 ]; do
+	case $1 in
+	--runs) RUNS=$2; shift 2 ;;
+	--build) BUILD=$2; shift 2 ;;
+	*) echo "usage: measure-policies.sh [--runs N] [--build DIR]" >&2; exit 2 ;;
+	esac
+done
+BUILD=$(cd "$BUILD" && pwd) || exit 2
+PYTHON=${PYTHON:-/usr/bin/python3}
+DEMO=$HERE/../../demo/fork_demo.py
+SHIM=$BUILD/libgrpc_forksafe.so
+# RPCs the demo's child makes on its new channel (fork_demo.py's default).
+CHILD_RPCS=3
+# A demo run needs at most ~21 s (2 s deadline per RPC, 5 s grace for the
+# child); one that takes longer has hung.
+RUN_TIMEOUT=30
+
+tmp=$(mktemp -d)
+. "$HERE/../../scripts/echo-server.sh"
+ECHO_SERVER_BIN=$BUILD/echo-server
+echo_server_stop_on_exit "$tmp"
+echo_server_start "$tmp" || exit 2
+target=localhost:$ECHO_PORT
+
+# measure NAME [VAR=VALUE...]: RUNS demo runs with that environment; prints
+# one row of the table.
+measure() {
+	local name=$1 i start end rc out parent=0 child=0 child_rpcs=0 hung=0 total_ms=0 ended=0
+	shift
+	for i in $(seq "$RUNS"); do
+		out=$tmp/$name.$i.out
+		start=$(date +%s%N)
+		# env(1) applies the preload, so timeout(1) itself runs without the
+		# shim; settings from the caller's environment are not part of it.
+		timeout -k 2 $RUN_TIMEOUT env -u LD_PRELOAD -u GRPC_FORKSAFE_EMBEDDED -u GRPC_ENABLE_FORK_SUPPORT \
+			-u GRPC_DNS_RESOLVER -u GRPC_FORKSAFE_MODE PYTHONPATH="$BUILD/python" "$@" \
+			"$PYTHON" "$DEMO" "$target" >"$out" 2>&1
+		rc=$?
+		end=$(date +%s%N)
+		# A hung run's time is the time limit's; it is counted apart.
+		if [ $rc = 124 ] || [ $rc = 137 ]; then
+			hung=$((hung + 1))
+		else
+			total_ms=$((total_ms + (end - start) / 1000000))
+			ended=$((ended + 1))
+		fi
+		grep -qE '^parent \(pid [0-9]+\): ([0-9]+) of \1 RPCs succeeded' "$out" && parent=$((parent + 1))
+		grep -qE '^child +\(pid [0-9]+\): ([0-9]+) of \1 RPCs on the new channel succeeded' "$out" &&
+			grep -q '^parent .*: child [0-9]* exited with status 0$' "$out" && child=$((child + 1))
+		child_rpcs=$((child_rpcs + $(grep -c '^child .*: RPC [0-9]* on a new channel *ok ' "$out")))
+	done
+	# The inherited channel's outcomes, most frequent first: "ok" or the
+	# failure's status, "none" where the child never got that far.
+	local inherited
+	inherited=$(for i in $(seq "$RUNS"); do
+		sed -n 's/^child .*RPC on the inherited channel *\(ok\|FAILED *[0-9.]* ms *\)\([A-Za-z_]*\).*/\1\2/p' \
+			"$tmp/$name.$i.out" | sed 's/^FAILED *[0-9.]* ms */failed /' | grep . || echo none
+	done | sort | uniq -c | sort -rn | awk '{ n = $1; $1 = ""; printf "%s%d×%s", sep, n, $0; sep = ", " }')
+	printf '%-12s %6s %9s %9s %11s %5s %9.2f s  %s\n' "$name" "$RUNS" "$parent" "$child" \
+		"$child_rpcs/$((RUNS * CHILD_RPCS))" "$hung" \
+		"$(echo "$total_ms $ended" | awk '{ print $2 ? $1 / $2 / 1000 : 0 }')" "$inherited"
+}
+
+echo "Python demo, $RUNS runs per setting, target $target"
+printf '%-12s %6s %9s %9s %11s %5s %11s  %s\n' setting runs parent-ok child-ok child-RPCs hung "mean time" \
+	"child's RPC on the inherited channel"
+measure plain
+measure shim-reset LD_PRELOAD="$SHIM"
+measure shim-guard LD_PRELOAD="$SHIM" GRPC_FORKSAFE_EMBEDDED=guard
+measure fork+native GRPC_ENABLE_FORK_SUPPORT=1 GRPC_DNS_RESOLVER=native
+measure fork-only GRPC_ENABLE_FORK_SUPPORT=1

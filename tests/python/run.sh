@@ -1,0 +1,357 @@
+#!/bin/bash
+# Python tests: ordinary grpcio programs (Debian's python3-grpcio, which has
+# gRPC core compiled into it) that fork, run against an echo server with the
+# shim preloaded and, where a check must show that it can see the bug, without.
+#
+#   stock demo      without the shim the demo's child fails (the bug is seen)
+#   demo            with the shim the demo succeeds, 5 runs in a row
+#   leak            a child's gRPC writes nothing into an unrelated connection
+#                   that took the number of an inherited socket (and, without
+#                   the shim, it does: the test can see a leak)
+#   guard           GRPC_FORKSAFE_EMBEDDED=guard: nobody hangs or crashes,
+#                   nothing leaks, the environment is left alone
+#   user's choice   GRPC_ENABLE_FORK_SUPPORT=0 from the user is kept
+#   stream          a fork while another thread reads a server stream
+#   exec            programs started from a gRPC process get none of gRPC's
+#                   descriptors
+#
+# Usage: run.sh --shim SO --server BIN --stubs DIR --out DIR
+#   DIR of --stubs holds echo_pb2.py and echo_pb2_grpc.py; --out keeps every
+#   run's output. Environment: PYTHON (/usr/bin/python3, the interpreter
+#   Debian's python3-grpcio is installed for).
+# Prints "PASS name" or "FAIL name: reason" per check, then a summary; exits
+# non-zero if any check failed. Every run is under timeout(1): a hang fails.
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+. "$ROOT/scripts/verdicts.sh"
+. "$ROOT/scripts/echo-server.sh"
+
+usage() { echo "usage: run.sh --shim SO --server BIN --stubs DIR --out DIR" >&2; exit 2; }
+SHIM='' SERVER='' STUBS='' OUT=''
+while [ $# -gt 0 ]; do
+	[ $# -ge 2 ] || usage
+	case $1 in
+	--shim) SHIM=$(realpath "$2") ;;
+	--server) SERVER=$(realpath "$2") ;;
+	--stubs) STUBS=$(realpath "$2") ;;
+	--out) OUT=$2 ;;
+	*) usage ;;
+	esac
+	shift 2
+done
+if [ -z "$SHIM" ] || [ -z "$SERVER" ] || [ -z "$STUBS" ] || [ -z "$OUT" ]; then usage; fi
+PYTHON=${PYTHON:-/usr/bin/python3}
+if ! "$PYTHON" -c 'import grpc' 2>/dev/null; then
+	echo "run.sh: $PYTHON cannot import grpc; install python3-grpcio" >&2
+	exit 2
+fi
+DEMO=$ROOT/demo/fork_demo.py
+# The slowest expected run, the leak client without the shim, takes some 5 s
+# (two RPCs into their 2 s deadline); 30 s means it hung.
+LIMIT=30
+DEMO_RUNS=5
+STREAM_MESSAGES=20
+
+rm -rf "$OUT"
+mkdir -p "$OUT/server"
+OUT=$(realpath "$OUT")
+# A run that hangs gets SIGABRT, on which Python prints every thread's
+# traceback (PYTHONFAULTHANDLER); no core file is wanted.
+ulimit -c 0
+
+ECHO_SERVER_BIN=$SERVER
+trap 'echo_server_stop' EXIT
+trap 'exit 130' INT TERM
+echo_server_start "$OUT/server" || exit 2
+# A DNS name, as applications write it: name resolution is part of what
+# gRPC does around a fork, and what the default policy sets up for.
+TARGET=localhost:$ECHO_PORT
+# An IP literal, for runs under the guard policy: there grpcio keeps its
+# default resolver (c-ares), with which stock gRPC hangs in os.fork() in several
+# percent of runs when the target is a DNS name (core's prefork handler waits for
+# an executor thread that waits for the fork), with or without the shim.
+TARGET_IP=127.0.0.1:$ECHO_PORT
+
+# run NAME [VAR=VALUE...] -- SCRIPT [ARGS...]: runs SCRIPT with that
+# environment, output in $OUT/NAME.out and .err; sets STATUS. env(1) applies
+# the preload, so timeout(1) itself runs without the shim; settings from the
+# caller's environment are not part of the test; the helpers imported from
+# this directory leave no byte code in the source tree.
+run() {
+	local name=$1 envs=()
+	shift
+	while [ "$1" != "--" ]; do envs+=("$1"); shift; done
+	shift
+	timeout -s ABRT -k 5 $LIMIT env -u LD_PRELOAD -u GRPC_FORKSAFE_MODE -u GRPC_FORKSAFE_EMBEDDED \
+		-u GRPC_FORKSAFE_LOG -u GRPC_FORKSAFE_LOG_FILE -u GRPC_ENABLE_FORK_SUPPORT -u GRPC_DNS_RESOLVER \
+		PYTHONPATH="$STUBS:$HERE" PYTHONDONTWRITEBYTECODE=1 PYTHONFAULTHANDLER=1 "${envs[@]}" "$PYTHON" "$@" \
+		</dev/null >"$OUT/$name.out" 2>"$OUT/$name.err"
+	STATUS=$?
+}
+
+hung() { [ "$STATUS" = 124 ] || [ "$STATUS" = 137 ]; }
+
+describe_status() {
+	if hung; then echo "hung (stopped after $LIMIT s; Python's tracebacks are in the .err file)"
+	elif [ "$STATUS" -gt 128 ]; then echo "killed by signal $((STATUS - 128))"
+	else echo "exit status $STATUS"
+	fi
+}
+
+# The demo's own verdicts, from its output (see demo/fork_demo.py).
+demo_parent_ok() { grep -qE '^parent \(pid [0-9]+\): ([0-9]+) of \1 RPCs succeeded$' "$1"; }
+demo_child_ok() { grep -qE '^child +\(pid [0-9]+\): ([0-9]+) of \1 RPCs on the new channel succeeded$' "$1"; }
+# peer ROLE WHAT FILE: the address the server saw for that RPC, if it succeeded.
+peer() { sed -n "s/^$1 *(pid [0-9]*): $2.* ok .*(server saw \(.*\))$/\1/p" "$3" | head -1; }
+
+# --- The sink: an unrelated server the leak client's child connects to.
+SINK_CONNECTIONS=3   # as many as leak_client.py opens
+
+# leak_run NAME [VAR=VALUE...]: the leak client against a fresh sink, its
+# channels to LEAK_TARGET (TARGET unless set). Sets
+# STATUS, SINK_BYTES (everything the sink received), SINK_DONE (every
+# connection came and went), and SINK_DATA (the bytes' file).
+leak_run() {
+	local name=$1 sink_pid _
+	shift
+	rm -f "$OUT/$name.sink-port"
+	"$PYTHON" "$HERE/sink.py" "$OUT/$name.sink-port" "$OUT/$name.sink" --connections $SINK_CONNECTIONS \
+		--limit $LIMIT 2>"$OUT/$name.sink-err" &
+	sink_pid=$!
+	for _ in $(seq 100); do
+		[ -s "$OUT/$name.sink-port" ] && break
+		kill -0 $sink_pid 2>/dev/null || break
+		sleep 0.1
+	done
+	if [ ! -s "$OUT/$name.sink-port" ]; then
+		kill $sink_pid 2>/dev/null
+		wait $sink_pid
+		STATUS=2 SINK_BYTES=0 SINK_DONE=no SINK_DATA=/dev/null
+		echo "the sink did not start: $(cat "$OUT/$name.sink-err")" >"$OUT/$name.err"
+		return
+	fi
+	run "$name" "$@" -- "$HERE/leak_client.py" "${LEAK_TARGET:-$TARGET}" "$(cat "$OUT/$name.sink-port")"
+	# The client has ended, and with it its child (it waits for the child or
+	# kills it): every connection to the sink is closed, and the sink, once it
+	# has read them to the end, exits. If the child never connected, nothing
+	# more will come: 5 s on, the sink is told so and writes what it has.
+	for _ in $(seq 50); do
+		kill -0 $sink_pid 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -TERM $sink_pid 2>/dev/null
+	wait $sink_pid
+	SINK_BYTES=$(awk '/^connection/ { n += $3 } END { print n + 0 }' "$OUT/$name.sink")
+	SINK_DONE=$(grep -q '^incomplete' "$OUT/$name.sink" && echo no || echo yes)
+	SINK_DATA=$OUT/$name.sink.data
+}
+
+# env_seen FILE ROLE VAR: what that process printed for the variable.
+env_seen() { sed -n "s/^$2 *(pid [0-9]*): environment: env $3=//p" "$1" | head -1; }
+
+# leak_problems NAME: what is wrong with a leak client run that must not
+# leak (the parent's RPCs failed, the child did not get through both RPCs,
+# the sink got bytes); silent if nothing.
+leak_problems() {
+	local out=$OUT/$1.out
+	[ "$STATUS" = 0 ] || printf 'client %s; ' "$(describe_status)"
+	grep -q '^child .*: RPC on the inherited channel ' "$out" || printf 'the child made no RPC on its inherited channel; '
+	grep -q '^child .*: RPC on a new channel ' "$out" || printf 'the child made no RPC on a new channel; '
+	[ "$SINK_DONE" = yes ] || printf 'the sink did not see the child connect and close (%s); ' \
+		"$(paste -sd' ' "$OUT/$1.sink")"
+	[ "$SINK_BYTES" = 0 ] || printf 'the sink received %s bytes (%s); ' "$SINK_BYTES" \
+		"$(grep -ao 'LEAKED-BY-[0-9]*-[a-z]*' "$SINK_DATA" | sort -u | paste -sd' ')"
+}
+
+# outcome FILE WHAT: "ok" or the failure of the child's RPC named WHAT.
+outcome() {
+	sed -n "s/^child *(pid [0-9]*): $2 *\(ok\|FAILED *[0-9.]* ms *\)\(.*\)/\1\2/p" "$1" | head -1 |
+		sed -e 's/^ok .*/ok/' -e 's/^FAILED *[0-9.]* ms */failed: /'
+}
+
+# --- a. Without the shim the demo's child fails: the check sees the bug.
+# Stock gRPC also hangs in os.fork() now and then (core's prefork handler
+# waits for an executor thread that waits for the fork); such a run shows
+# nothing about the child, so up to three runs are made.
+check_stock_demo() {
+	local i out
+	for i in 1 2 3; do
+		run "demo-stock-$i" -- "$DEMO" "$TARGET"
+		hung || break
+	done
+	out=$OUT/demo-stock-$i.out
+	if hung; then
+		fail "stock demo" "all 3 runs hung (stock gRPC's fork hang); the bug could not be observed" "$out" "$OUT/demo-stock-$i.err"
+	elif [ "$STATUS" = 1 ] && grep -q '^child .*: RPC [0-9]* on a new channel *FAILED' "$out"; then
+		pass "stock demo: without the shim the child's new channel fails ($(grep -m1 '^child .*: RPC [0-9]* on a new channel *FAILED' "$out" |
+			sed 's/.*FAILED *[0-9.]* ms *//'))"
+	else
+		fail "stock demo" "without the shim the child's RPCs did not fail ($(describe_status)): the test cannot see the bug" \
+			"$out" "$OUT/demo-stock-$i.err"
+	fi
+}
+
+# --- b. With the shim the demo succeeds, every time, and the child's calls
+# go over a connection of its own.
+check_demo() {
+	local i out problems="" p c
+	for i in $(seq $DEMO_RUNS); do
+		run "demo-shim-$i" LD_PRELOAD="$SHIM" -- "$DEMO" "$TARGET"
+		out=$OUT/demo-shim-$i.out
+		p=$(peer parent "RPC 1 before fork" "$out")
+		c=$(peer child "RPC 1 on a new channel" "$out")
+		if [ "$STATUS" != 0 ]; then problems="run $i: $(describe_status)"
+		elif ! demo_parent_ok "$out"; then problems="run $i: the parent's RPCs did not all succeed"
+		elif ! demo_child_ok "$out"; then problems="run $i: the child's RPCs did not all succeed"
+		elif [ -z "$p" ] || [ "$p" = "$c" ]; then problems="run $i: the child used the parent's connection ($c)"
+		fi
+		[ -z "$problems" ] || break
+	done
+	if [ -z "$problems" ]; then
+		pass "demo: with the shim parent and child succeed, $DEMO_RUNS runs in a row"
+	else
+		fail "demo" "$problems" "$out" "$OUT/demo-shim-$i.err"
+	fi
+}
+
+# --- c. The leak. With the shim the sink gets nothing; the default policy
+# turns on grpcio's fork handling through the environment.
+check_leak() {
+	local problems fs dns
+	leak_run leak-shim LD_PRELOAD="$SHIM"
+	problems=$(leak_problems leak-shim)
+	if [ -z "$problems" ]; then
+		pass "leak: with the shim the sink receives 0 bytes (child's inherited channel: $(outcome "$OUT/leak-shim.out" 'RPC on the inherited channel'); new channel: $(outcome "$OUT/leak-shim.out" 'RPC on a new channel'))"
+	else
+		fail "leak" "$problems" "$OUT/leak-shim.out" "$OUT/leak-shim.err"
+	fi
+	fs=$(env_seen "$OUT/leak-shim.out" child GRPC_ENABLE_FORK_SUPPORT)
+	dns=$(env_seen "$OUT/leak-shim.out" child GRPC_DNS_RESOLVER)
+	if [ "$fs" = 1 ] && [ "$dns" = native ]; then
+		pass "default policy: GRPC_ENABLE_FORK_SUPPORT=1 and GRPC_DNS_RESOLVER=native set for grpcio"
+	else
+		fail "default policy" "the child saw GRPC_ENABLE_FORK_SUPPORT=$fs GRPC_DNS_RESOLVER=$dns, expected 1 and native" "$OUT/leak-shim.out"
+	fi
+}
+
+# Without the shim the child's gRPC writes its request into the sink. Up to
+# three runs: stock gRPC hangs in os.fork() now and then, and now and then
+# its post-fork work races the child's first connection (leak_client.py).
+check_stock_leak() {
+	local i markers
+	for i in 1 2 3; do
+		leak_run "leak-stock-$i"
+		! hung && [ "$SINK_BYTES" -gt 0 ] && break
+	done
+	if [ "$SINK_BYTES" -gt 0 ]; then
+		markers=$(grep -ao 'LEAKED-BY-[0-9]*-[a-z]*' "$SINK_DATA" | sort -u | paste -sd' ')
+		pass "stock leak: without the shim the sink receives $SINK_BYTES bytes of the child's gRPC frames${markers:+, with its request payloads ($markers)}"
+	else
+		fail "stock leak" "without the shim the sink received nothing in 3 runs ($(describe_status)): the test cannot see the leak" \
+			"$OUT/leak-stock-$i.out" "$OUT/leak-stock-$i.sink"
+	fi
+}
+
+# --- d. GRPC_FORKSAFE_EMBEDDED=guard: descriptors guarded, environment
+# untouched. The child's RPCs may fail, but cleanly, and nothing leaks.
+check_guard() {
+	local problems role var seen out
+	LEAK_TARGET=$TARGET_IP leak_run leak-guard LD_PRELOAD="$SHIM" GRPC_FORKSAFE_EMBEDDED=guard
+	problems=$(leak_problems leak-guard)
+	for role in parent child; do
+		for var in GRPC_ENABLE_FORK_SUPPORT GRPC_DNS_RESOLVER; do
+			seen=$(env_seen "$OUT/leak-guard.out" $role $var)
+			[ "$seen" = "<unset>" ] || problems+="the $role saw $var=$seen; "
+		done
+	done
+	if [ -z "$problems" ]; then
+		pass "guard: nothing leaks, environment untouched (child's inherited channel: $(outcome "$OUT/leak-guard.out" 'RPC on the inherited channel'); new channel: $(outcome "$OUT/leak-guard.out" 'RPC on a new channel'))"
+	else
+		fail "guard" "$problems" "$OUT/leak-guard.out" "$OUT/leak-guard.err"
+	fi
+
+	# The demo too: the parent stays healthy; the child ends by itself.
+	run demo-guard LD_PRELOAD="$SHIM" GRPC_FORKSAFE_EMBEDDED=guard -- "$DEMO" "$TARGET_IP"
+	out=$OUT/demo-guard.out
+	if hung; then
+		fail "guard demo" "$(describe_status)" "$out" "$OUT/demo-guard.err"
+	elif ! demo_parent_ok "$out"; then
+		fail "guard demo" "the parent's RPCs did not all succeed" "$out"
+	elif ! grep -q '^parent .*: child [0-9]* exited with status [01]$' "$out"; then
+		fail "guard demo" "the child did not end by itself" "$out" "$OUT/demo-guard.err"
+	else
+		pass "guard demo: the parent's RPCs succeed; the child's: $(grep -c '^child .*RPC [0-9]* on a new channel *ok' "$out") of 3 ok, the rest failed cleanly"
+	fi
+}
+
+# --- e. The user's own GRPC_ENABLE_FORK_SUPPORT=0 wins over the default
+# policy; the descriptors are guarded all the same and the parent is safe.
+# The variable also turns off gRPC core's own fork handlers: the child is
+# left with gRPC state it cannot use (it may hang in its RPCs until the
+# client gives up on it), which is reported, not judged.
+check_user_choice() {
+	local problems="" role seen out=$OUT/leak-user.out
+	leak_run leak-user LD_PRELOAD="$SHIM" GRPC_ENABLE_FORK_SUPPORT=0
+	hung && problems+="client $(describe_status); "
+	for role in parent child; do
+		seen=$(env_seen "$out" $role GRPC_ENABLE_FORK_SUPPORT)
+		[ "$seen" = 0 ] || problems+="the $role saw GRPC_ENABLE_FORK_SUPPORT=$seen; "
+	done
+	grep -q '^parent .*RPC 2 after fork.* ok ' "$out" || problems+="the parent's RPC after the fork failed; "
+	[ "$SINK_BYTES" = 0 ] || problems+="the sink received $SINK_BYTES bytes; "
+	if [ -z "$problems" ]; then
+		pass "user's choice: GRPC_ENABLE_FORK_SUPPORT=0 is kept, the parent is fine, nothing leaks (child: $(
+			sed -n 's/^parent .*: wait: child [0-9]* //p' "$out"))"
+	else
+		fail "user's choice" "$problems" "$out" "$OUT/leak-user.err"
+	fi
+}
+
+# --- f. A fork while another thread reads a server stream.
+stream_summary() {
+	local out=$OUT/$1.out
+	printf 'stream: %s; child: %s, new-channel RPCs ok: %s of 2; parent after: %s' \
+		"$(sed -n 's/^parent .*: stream on the original channel: \(.*\), [0-9]* ms$/\1/p' "$out" | grep . || echo 'no end')" \
+		"$(sed -n 's/^parent .*: wait: child [0-9]* //p' "$out" | grep . || echo 'not reported')" \
+		"$(grep -c '^child .*RPC [0-9]* on a new channel *ok' "$out")" \
+		"$(grep -q '^parent .*RPC after the stream.* ok ' "$out" && echo ok || echo failed)"
+}
+
+check_stream() {
+	run stream-shim LD_PRELOAD="$SHIM" -- "$HERE/stream_client.py" "$TARGET" --messages $STREAM_MESSAGES
+	if [ "$STATUS" = 0 ]; then
+		pass "stream: with the shim the parent's stream delivers every message and its next RPC succeeds ($(stream_summary stream-shim))"
+	else
+		fail "stream" "$(describe_status); $(stream_summary stream-shim)" "$OUT/stream-shim.out" "$OUT/stream-shim.err"
+	fi
+	# Without the shim: reported, not judged.
+	run stream-stock -- "$HERE/stream_client.py" "$TARGET" --messages $STREAM_MESSAGES
+	echo "  (without the shim: $(describe_status); $(stream_summary stream-stock))"
+}
+
+# --- g. Programs started from a gRPC process get none of its descriptors.
+check_exec() {
+	mkdir -p "$OUT/exec-shim.d" "$OUT/exec-stock.d"
+	run exec-shim LD_PRELOAD="$SHIM" -- "$HERE/exec_client.py" "$TARGET" "$HERE/list_fds.py" "$OUT/exec-shim.d"
+	case $STATUS in
+	0) pass "exec: with the shim programs started 5 ways get only 0, 1, 2 and the control fd" ;;
+	2) fail "exec" "a started program did not get the control descriptor: the listing cannot be trusted" "$OUT/exec-shim.out" "$OUT/exec-shim.err" ;;
+	*) fail "exec" "$(describe_status): $(grep -v 'other fds: none' "$OUT/exec-shim.out" | grep 'other fds' | paste -sd'|')" \
+		"$OUT/exec-shim.out" "$OUT/exec-shim.err" ;;
+	esac
+	# Without the shim: reported, not judged.
+	run exec-stock -- "$HERE/exec_client.py" "$TARGET" "$HERE/list_fds.py" "$OUT/exec-stock.d"
+	echo "  (without the shim: $(describe_status); $(grep -c 'other fds: none' "$OUT/exec-stock.out") of 5 ways clean$(
+		grep 'other fds: ' "$OUT/exec-stock.out" | grep -v 'other fds: none' | sed 's/^/; /' | paste -sd' '))"
+}
+
+check_stock_demo
+check_demo
+check_leak
+check_stock_leak
+check_guard
+check_user_choice
+check_stream
+check_exec
+summary python

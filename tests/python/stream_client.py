@@ -1,0 +1,96 @@
+"""Forking while another thread reads a server stream, an ordinary grpcio
+program: a thread of the parent starts Echo.Count (N messages, one every
+INTERVAL ms) on the parent's channel; once the first message is in, the main
+thread starts a multiprocessing child (start method 'fork'), which makes RPCs
+on a new channel of its own. Then the parent waits for the child, for the
+stream's end, and makes one more RPC on its channel.
+
+Usage: stream_client.py TARGET [--messages N] [--interval-ms MS]
+Exit status: 0 only if the stream delivered every message and ended with OK
+and the parent's last RPC succeeded: what the parent is promised. The child's
+outcome is printed, not judged: grpcio's own fork handling, which the shim
+turns on, does not support a thread inside gRPC at the fork, and its child
+may hang (it is then killed).
+"""
+import argparse
+import multiprocessing
+import os
+import sys
+import threading
+import time
+
+import grpc
+
+import echo_calls
+import echo_pb2
+
+CHILD_RPCS = 2
+
+
+class StreamReader(threading.Thread):
+    """Reads the whole stream; `first` is set when the first message is in
+    (or the stream has failed), so the fork happens mid-stream."""
+
+    def __init__(self, echo, messages, interval_ms):
+        super().__init__(name="stream-reader", daemon=True)
+        self.echo, self.messages, self.interval_ms = echo, messages, interval_ms
+        self.first = threading.Event()
+        self.received = 0
+        self.outcome = "still running"
+
+    def run(self):
+        deadline = self.messages * self.interval_ms / 1e3 + 10
+        start = time.monotonic()
+        try:
+            request = echo_pb2.CountRequest(pid=os.getpid(), tag="parent: stream", count=self.messages,
+                                            interval_ms=self.interval_ms)
+            for _ in self.echo.Count(request, timeout=deadline):
+                self.received += 1
+                self.first.set()
+            self.outcome = "OK"
+        except Exception as exc:  # every way the stream can end is reported
+            self.outcome = echo_calls.failure(exc)
+        finally:
+            self.first.set()
+        print("%s: %d of %d messages, %s, %.0f ms" % (
+            echo_calls.head("parent", "stream on the original channel"), self.received, self.messages,
+            self.outcome, (time.monotonic() - start) * 1e3), flush=True)
+
+
+def child(target):
+    with grpc.insecure_channel(target) as channel:
+        echo = echo_calls.stub(channel)
+        ok = sum(echo_calls.say(echo, "child", "RPC %d on a new channel" % i) for i in range(1, CHILD_RPCS + 1))
+    sys.exit(0 if ok == CHILD_RPCS else 1)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("target")
+    ap.add_argument("--messages", type=int, default=20)
+    ap.add_argument("--interval-ms", type=int, default=50)
+    args = ap.parse_args()
+
+    channel = grpc.insecure_channel(args.target)
+    echo = echo_calls.stub(channel)
+    reader = StreamReader(echo, args.messages, args.interval_ms)
+    reader.start()
+    if not reader.first.wait(echo_calls.DEADLINE_S * 5):
+        print("parent: the stream's first message did not come", flush=True)
+        return 1
+    print("%s: %d message(s) in; forking" % (echo_calls.head("parent", "stream in flight"), reader.received),
+          flush=True)
+    proc = multiprocessing.get_context("fork").Process(target=child, args=(args.target,))
+    proc.start()
+    echo_calls.join_child(proc, CHILD_RPCS * echo_calls.DEADLINE_S + 3)
+    reader.join(args.messages * args.interval_ms / 1e3 + 15)
+    stream_ok = not reader.is_alive() and reader.outcome == "OK" and reader.received == args.messages
+    if reader.is_alive():
+        print("%s: still running; giving up" % echo_calls.head("parent", "stream on the original channel"),
+              flush=True)
+    last_ok = echo_calls.say(echo, "parent", "RPC after the stream, original channel")
+    return 0 if stream_ok and last_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
