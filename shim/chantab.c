@@ -80,6 +80,14 @@ void fs_chantab_set_ops(const struct fs_chan_ops *o)
 	ops = *o;
 }
 
+void fs_chantab_child_grpc_unusable(void)
+{
+	if (ops.unusable_stand_in == NULL)
+		return;
+	ops.stand_in = ops.unusable_stand_in;
+	ops.stand_in_words = ops.unusable_words;
+}
+
 static struct chan *find_chan(grpc_channel *h)
 {
 	struct chan key = { .handle = h };

@@ -22,9 +22,19 @@ struct fs_chan_ops {
 	void *(*register_call)(grpc_channel *channel, const char *method, const char *host, void *reserved);
 	void (*creds_release)(grpc_channel_credentials *creds);
 	const char *stand_in_words; /* for the log: what the stand-in does */
+	/* What calls on an inherited channel go to in a child whose gRPC cannot
+	 * be used (see fs_chantab_child_grpc_unusable), and the words for it. */
+	grpc_channel *(*unusable_stand_in)(const char *target, grpc_channel_credentials *creds,
+					   const grpc_channel_args *args);
+	const char *unusable_words;
 };
 
 void fs_chantab_set_ops(const struct fs_chan_ops *ops);
+
+/* Child only, while it has one thread: core's fork handlers did not run, so
+ * calls on inherited channels go to channels that fail at once (whatever the
+ * policy) instead of replacements that could hang. */
+void fs_chantab_child_grpc_unusable(void);
 
 /* Records a channel just created in `generation`. Copies target and arguments
  * and holds the credentials until the channel is untracked. */

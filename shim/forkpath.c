@@ -36,6 +36,7 @@
 #include "stats.h"
 
 unsigned fs_generation;
+bool fs_grpc_unusable;
 
 static pthread_mutex_t fork_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -277,6 +278,10 @@ static void fork_child(bool restart_grpc)
 	fs_forkables_unlock();
 	if (!rec.acts)
 		return;
+	if (rec.core != CORE_NOT_IN_USE && (!restart_grpc || rec.core != CORE_RAN)) {
+		fs_grpc_unusable = true;
+		fs_chantab_child_grpc_unusable();
+	}
 	if (!restart_grpc) {
 		/* A raw clone() child: libc did not prepare it for threads (its
 		 * thread descriptor still names the parent's thread), so gRPC, which
@@ -292,6 +297,9 @@ static void fork_child(bool restart_grpc)
 	fs_forkables_child();
 	fs_log(fork_level(), "child: generation %u, %u inherited gRPC fds neutralised; %s", fs_generation,
 	       neutralised, core_words(rec.core));
+	if (fs_grpc_unusable)
+		fs_log(FS_WARN, "child: gRPC cannot be used here: calls on every channel, inherited or new, fail at "
+				"once with UNAVAILABLE");
 }
 
 void fs_fork_child(void)

@@ -10,6 +10,13 @@
  * child's fork path, while the child has a single thread. */
 extern unsigned fs_generation __attribute__((visibility("hidden")));
 
+/* Set in a child whose fork went ahead without core's fork handlers (a thread
+ * stayed inside gRPC past GRPC_FORKSAFE_QUIESCE_MS, fork support is off, or
+ * a raw clone() child): gRPC's threads are not restarted there, so every
+ * channel, inherited or new, fails its calls at once instead of hanging.
+ * Inherited by the child's own children. */
+extern bool fs_grpc_unusable __attribute__((visibility("hidden")));
+
 /* The three steps, in pthread_atfork's shape. fork() and everything built on
  * libc's fork reaches them through pthread_atfork; clone() without CLONE_VM
  * runs no atfork handlers, so its hook calls them itself. */

@@ -92,6 +92,8 @@ EXPORT grpc_channel *grpc_channel_create(const char *target, grpc_channel_creden
 	CHANNEL_GATE();
 	if (!active)
 		return fs_grpc.channel_create(target, creds, args);
+	if (__builtin_expect(fs_grpc_unusable, 0) && fs_mode_acts(fs_cfg.mode))
+		return fs_unusable_channel(target);
 	if (gen > 0 && fs_cfg.mode == FS_MODE_AUDIT && target != NULL && fs_chantab_inherited_twin(target, args, gen))
 		fs_log(FS_WARN, "audit: new channel to %s in this child would share the connection of an inherited "
 				"channel", target);

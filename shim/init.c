@@ -62,6 +62,22 @@ static grpc_channel *closed_stand_in(const char *target, grpc_channel_credential
 						  "the child must create a channel of its own");
 }
 
+/* A child whose fork went ahead without core's fork handlers: calls on any
+ * channel fail at once, saying why (see fs_grpc_unusable). */
+grpc_channel *fs_unusable_channel(const char *target)
+{
+	return fs_grpc.lame_client_channel_create(
+		target, GRPC_STATUS_UNAVAILABLE,
+		"grpc-forksafe: gRPC cannot be used in this child: the fork went ahead without gRPC's fork handlers "
+		"(a thread stayed inside gRPC past GRPC_FORKSAFE_QUIESCE_MS, or fork support is off)");
+}
+
+static grpc_channel *unusable_stand_in(const char *target, grpc_channel_credentials *creds,
+				       const grpc_channel_args *args)
+{
+	return fs_unusable_channel(target);
+}
+
 static pthread_once_t grpc_once = PTHREAD_ONCE_INIT;
 
 static void grpc_once_init(void)
@@ -75,6 +91,8 @@ static void grpc_once_init(void)
 	ops.stand_in = fs_cfg.mode == FS_MODE_CLOSE ? closed_stand_in : fs_grpc.channel_create;
 	ops.stand_in_words = fs_cfg.mode == FS_MODE_CLOSE ? "its calls fail (policy close)"
 							    : "its calls go to a replacement channel";
+	ops.unusable_stand_in = unusable_stand_in;
+	ops.unusable_words = "its calls fail: gRPC cannot be used in this child";
 	ops.destroy = fs_grpc.channel_destroy;
 	ops.register_call = fs_grpc.channel_register_call;
 	ops.creds_release = table_creds_release;

@@ -7,6 +7,8 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
+#include <grpc/grpc.h>
+
 extern atomic_bool fs_ready __attribute__((visibility("hidden")));
 void fs_init_slow(void);
 
@@ -47,5 +49,9 @@ static inline bool fs_grpc_protects(void)
 {
 	return fs_grpc_settle() == FS_GRPC_PROTECTED;
 }
+
+/* A lame channel whose calls fail at once, saying that gRPC cannot be used in
+ * this child (fs_grpc_unusable). */
+grpc_channel *fs_unusable_channel(const char *target);
 
 #endif

@@ -48,7 +48,7 @@ int Usage() {
                "           child-no-grpc-exit child-no-grpc-_exit fork-exec posix-spawn\n"
                "           twenty-channels busy-thread daemon forkpty generations\n"
                "           channel-api channel-args inherited-then-new async-cq tls-composite\n"
-               "           parent-destroys clone busy-stream-no-grpc sync-threads async-thread\n"
+               "           parent-destroys clone busy-stream-no-grpc beyond-bound sync-threads async-thread\n"
                "           fork-threads fork-storm held-in-grpc channel-churn\n"
                "           channel-churn-bare register-churn fork-threads-busy\n"
                "           inflight-async inflight-sync-stream\n");
@@ -127,6 +127,7 @@ int main(int argc, char** argv) {
         {"parent-destroys", fc::ParentDestroys},
         {"clone", fc::Clone},
         {"busy-stream-no-grpc", fc::BusyStreamNoGrpc},
+        {"beyond-bound", fc::BeyondBound},
         {"sync-threads", fc::SyncThreads},
         {"async-thread", fc::AsyncThread},
         {"fork-threads", fc::ForkThreads},

@@ -40,7 +40,7 @@ parse_args() {
 ALL_SCENARIOS=(new-channel inherited-stub inherited-release parent-during child-no-grpc-exit
                child-no-grpc-_exit fork-exec posix-spawn twenty-channels busy-thread daemon forkpty
                generations channel-api channel-args inherited-then-new async-cq tls-composite
-               c-channel-api parent-destroys clone busy-stream-no-grpc sync-threads async-thread
+               c-channel-api parent-destroys clone busy-stream-no-grpc beyond-bound sync-threads async-thread
                fork-threads fork-storm held-in-grpc channel-churn channel-churn-bare register-churn
                fork-threads-busy inflight-async inflight-sync-stream)
 
@@ -75,6 +75,7 @@ declare -A CALLS=(
   [parent-destroys]="parent=5 child=3"
   [clone]="parent=4"
   [busy-stream-no-grpc]="parent=5"
+  [beyond-bound]="parent=5"
   [sync-threads]="parent=2404 child=4"
   [async-thread]="parent=2004 child=3"
   [fork-threads]="parent=4 child=8"
@@ -99,7 +100,7 @@ declare -A SPAWNS=([posix-spawn]=2)
 # everywhere else the shim must have seen core run them. The shim waits for
 # threads in gRPC (busy-thread) to leave it first, so core runs there too;
 # where it gives up waiting (below), core skips.
-declare -A SKIPPED=([busy-stream-no-grpc]=1 [held-in-grpc]=1)
+declare -A SKIPPED=([busy-stream-no-grpc]=1 [held-in-grpc]=1 [beyond-bound]=1)
 # Scenarios in which every fork the parent logs must say "core fork handlers
 # ran": forks made while other threads were busy in gRPC, or from several
 # threads at once, or with a call of the forking thread's own in flight.
@@ -108,10 +109,11 @@ declare -A CORE_RAN=([busy-thread]=1 [sync-threads]=1 [async-thread]=1 [fork-thr
                      [fork-threads-busy]=1 [inflight-async]=1 [inflight-sync-stream]=1)
 # The shim's warn lines "quiesce: ..." (it gave up waiting for threads to
 # leave gRPC) each scenario must log (0 where not listed).
-declare -A QUIESCE_WARNS=([busy-stream-no-grpc]=1 [held-in-grpc]=1)
+declare -A QUIESCE_WARNS=([busy-stream-no-grpc]=1 [held-in-grpc]=1 [beyond-bound]=1)
 # The environment a scenario runs with, besides the preload and the log level.
 declare -A SCENARIO_ENV=(
   [busy-stream-no-grpc]="GRPC_FORKSAFE_QUIESCE_MS=0"
+  [beyond-bound]="GRPC_FORKSAFE_QUIESCE_MS=0"
   [held-in-grpc]="GRPC_FORKSAFE_QUIESCE_MS=50"
 )
 # Lines the client's output must hold (extended regular expressions, one per
@@ -122,6 +124,7 @@ declare -A SHIM_MUST_SAY=(
   [parent-destroys]='grpc-forksafe: info: fork: child [0-9]+ is generation 1; 1 channels,'
   [clone]='grpc-forksafe: info: child \(clone\): generation 1, [1-9][0-9]* inherited gRPC fds neutralised'
   [held-in-grpc]='grpc-forksafe: warn: quiesce: gave up after [0-9]+ ms'
+  [beyond-bound]='grpc-forksafe: warn: child: gRPC cannot be used here'
 )
 # What a scenario of forks among worker threads (scenarios_concurrency.cc)
 # must report: $1 forks, each child exited 0; $2 worker threads, none failed,
@@ -137,6 +140,9 @@ declare -A MUST_SAY=(
   [sync-threads]='^parent pid=[0-9]+ RUN:parent-threads: 2400 RPCs ok from 8 threads$'
   [async-thread]='^parent pid=[0-9]+ RUN:parent-async: ok 2000 of 2000 calls ok; [1-9][0-9]* completed after fork'
   [busy-stream-no-grpc]='^parent pid=[0-9]+ RUN:parent-stream: ok 3 replies '
+  [beyond-bound]='^parent pid=[0-9]+ RUN:parent-stream: ok 3 replies 
+^child pid=[0-9]+ RUN:child-inherited: attempt UNAVAILABLE\(14\) "grpc-forksafe: gRPC cannot be used in this child.*" in [0-9]{1,3} ms$
+^child pid=[0-9]+ RUN:child-new: attempt UNAVAILABLE\(14\) "grpc-forksafe: gRPC cannot be used in this child.*" in [0-9]{1,3} ms$'
   [fork-storm]='^parent pid=[0-9]+ RUN:storm: 40 forks in [0-9.]+ s: [0-9.]+ forks/s; children: 40 exited 0, 0 failed$'
   [held-in-grpc]='^parent pid=[0-9]+ RUN:parent-held: ok peer='
   [channel-churn]=$(busy_lines 10 1)

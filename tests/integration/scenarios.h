@@ -40,6 +40,7 @@ int AsyncCq(const Options& o);
 // fork() while another thread is blocked in gRPC (scenarios_threads.cc).
 int BusyThread(const Options& o);
 int BusyStreamNoGrpc(const Options& o);
+int BeyondBound(const Options& o);
 
 // fork() while threads are busy in gRPC, or from several threads at once
 // (scenarios_busy.cc); again and again (scenarios_storm.cc).

@@ -15,6 +15,11 @@
 // not wait for the streaming thread: the fork must still complete, the shim
 // must say so at warn, and neither process may hang; the parent's stream
 // (still in flight after the fork) and its later RPCs must be unaffected.
+//
+// beyond-bound: the same fork, but the child does use gRPC: a call on the
+// stub it inherited and one on a channel of its own. Core's fork handlers did
+// not run, so gRPC's threads are not restarted in the child: each call must
+// fail at once with UNAVAILABLE, saying why, instead of hanging.
 
 #include <unistd.h>
 
@@ -131,6 +136,15 @@ int BusyThread(const Options& o) {
 
 int BusyStreamNoGrpc(const Options& o) {
   return ForkDuringStream(o, {3, 1000}, true, [](Stub&) { return 0; });
+}
+
+int BeyondBound(const Options& o) {
+  return ForkDuringStream(o, {3, 1000}, true, [&](Stub& stub) {
+    Attempt(stub, o, "child-inherited");
+    auto fresh = NewStub(o);
+    Attempt(*fresh, o, "child-new");
+    return 0;
+  });
 }
 
 }  // namespace fc
