@@ -278,7 +278,10 @@ static void fork_child(bool restart_grpc)
 	fs_forkables_unlock();
 	if (!rec.acts)
 		return;
-	if (rec.core != CORE_NOT_IN_USE && (!restart_grpc || rec.core != CORE_RAN)) {
+	/* Only where the shim itself gave up (the bound) or cannot restart gRPC:
+	 * with fork support off or an unsupported poller, the policy's routing is
+	 * kept, as the user chose. */
+	if (rec.core != CORE_NOT_IN_USE && (!restart_grpc || rec.core == CORE_SKIPPED_BUSY)) {
 		fs_grpc_unusable = true;
 		fs_chantab_child_grpc_unusable();
 	}

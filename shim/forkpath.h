@@ -10,9 +10,9 @@
  * child's fork path, while the child has a single thread. */
 extern unsigned fs_generation __attribute__((visibility("hidden")));
 
-/* Set in a child whose fork went ahead without core's fork handlers (a thread
- * stayed inside gRPC past GRPC_FORKSAFE_QUIESCE_MS, fork support is off, or
- * a raw clone() child): gRPC's threads are not restarted there, so every
+/* Set in a child whose fork went ahead without core's fork handlers because a
+ * thread stayed inside gRPC past GRPC_FORKSAFE_QUIESCE_MS, and in a raw
+ * clone() child: gRPC's threads are not restarted there, so every
  * channel, inherited or new, fails its calls at once instead of hanging.
  * Inherited by the child's own children. */
 extern bool fs_grpc_unusable __attribute__((visibility("hidden")));

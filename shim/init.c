@@ -69,7 +69,7 @@ grpc_channel *fs_unusable_channel(const char *target)
 	return fs_grpc.lame_client_channel_create(
 		target, GRPC_STATUS_UNAVAILABLE,
 		"grpc-forksafe: gRPC cannot be used in this child: the fork went ahead without gRPC's fork handlers "
-		"(a thread stayed inside gRPC past GRPC_FORKSAFE_QUIESCE_MS, or fork support is off)");
+		"(a thread stayed inside gRPC past GRPC_FORKSAFE_QUIESCE_MS, or a clone() child)");
 }
 
 static grpc_channel *unusable_stand_in(const char *target, grpc_channel_credentials *creds,
