@@ -25,13 +25,11 @@
 
 #include "config.h"
 #include "log.h"
+#include "owner.h"
 
 static int find_libpython(struct dl_phdr_info *info, size_t size, void *unused)
 {
-	const char *base = strrchr(info->dlpi_name, '/');
-
-	base = base != NULL ? base + 1 : info->dlpi_name;
-	return strncmp(base, "libpython3", 10) == 0;
+	return strncmp(fs_basename(info->dlpi_name), "libpython3", 10) == 0;
 }
 
 /* Debian's python3 has libpython linked in; embedding programs load it. */

@@ -123,12 +123,12 @@ static enum core_outcome quiesce_and_prefork(void)
 	if (inside > 0)
 		fs_log(FS_WARN,
 		       "quiesce: gave up after %ld ms (GRPC_FORKSAFE_QUIESCE_MS=%ld) with %u threads still waiting "
-		       "in gRPC: the child must not use gRPC; the parent is unaffected",
+		       "in gRPC: the child's gRPC calls will fail at once; the parent is unaffected",
 		       waited, fs_cfg.quiesce_ms, inside);
 	else if (core == CORE_SKIPPED_BUSY)
 		fs_log(FS_WARN,
 		       "quiesce: gave up after %ld ms (GRPC_FORKSAFE_QUIESCE_MS=%ld): a thread stayed busy inside "
-		       "gRPC: the child must not use gRPC; the parent is unaffected",
+		       "gRPC: the child's gRPC calls will fail at once; the parent is unaffected",
 		       waited, fs_cfg.quiesce_ms);
 	return core;
 }
@@ -155,7 +155,7 @@ static const char *core_words(enum core_outcome c)
 	case CORE_RAN:
 		return "core fork handlers ran";
 	case CORE_SKIPPED_BUSY:
-		return "core fork handlers SKIPPED: another thread was inside gRPC; gRPC in the child may hang";
+		return "core fork handlers SKIPPED: another thread was inside gRPC; the child's gRPC calls fail at once";
 	case CORE_DISABLED:
 		return "core fork handlers SKIPPED: fork support is off (GRPC_ENABLE_FORK_SUPPORT); the child "
 		       "cannot use gRPC";

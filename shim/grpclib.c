@@ -10,6 +10,7 @@
 #include "config.h"
 #include "libc.h"
 #include "log.h"
+#include "owner.h"
 
 struct fs_grpc fs_grpc;
 
@@ -69,9 +70,8 @@ static const struct sym syms[] = {
  * RTLD_NEXT, yet its callers still reach the shim's hooks: look it up by name. */
 static int find_libgrpc(struct dl_phdr_info *info, size_t size, void *out)
 {
-	const char *base = strrchr(info->dlpi_name, '/');
+	const char *base = fs_basename(info->dlpi_name);
 
-	base = base != NULL ? base + 1 : info->dlpi_name;
 	if (strncmp(base, "libgrpc.so", 10) != 0 && strncmp(base, "libgrpc_unsecure.so", 19) != 0)
 		return 0;
 	*(void **)out = dlopen(info->dlpi_name, RTLD_LAZY | RTLD_NOLOAD);

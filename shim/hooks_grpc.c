@@ -47,8 +47,7 @@ static void missing(const char *name)
  * atomic load when no fork is pending. */
 static inline void channel_gate(const void *caller)
 {
-	if (__builtin_expect(atomic_load_explicit(&fs_quiesce_requested, memory_order_acquire), 0) &&
-	    !fs_owner_is_grpc_core(caller))
+	if (__builtin_expect(fs_quiesce_pending(), 0) && !fs_owner_is_grpc_core(caller))
 		fs_quiesce_wait_at_door();
 }
 #define CHANNEL_GATE() channel_gate(__builtin_return_address(0))
@@ -92,7 +91,7 @@ EXPORT grpc_channel *grpc_channel_create(const char *target, grpc_channel_creden
 	CHANNEL_GATE();
 	if (!active)
 		return fs_grpc.channel_create(target, creds, args);
-	if (__builtin_expect(fs_grpc_unusable, 0) && fs_mode_acts(fs_cfg.mode))
+	if (__builtin_expect(fs_grpc_unusable, 0))
 		return fs_unusable_channel(target);
 	if (gen > 0 && fs_cfg.mode == FS_MODE_AUDIT && target != NULL && fs_chantab_inherited_twin(target, args, gen))
 		fs_log(FS_WARN, "audit: new channel to %s in this child would share the connection of an inherited "

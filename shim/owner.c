@@ -29,8 +29,6 @@ static char user_buf[512];
 static const char *user_names[MAX_USER_OBJECTS];
 static size_t nuser;
 
-static size_t program_functions;
-
 static const struct link_map *object_of(const void *addr)
 {
 	struct dl_find_object found;
@@ -39,6 +37,15 @@ static const struct link_map *object_of(const void *addr)
 	if (_dl_find_object((void *)addr, &found) != 0)
 		return NULL;
 	return found.dlfo_link_map;
+}
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+const char *fs_basename(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	return slash != NULL ? slash + 1 : path;
 }
 
 static bool starts_with_any(const char *base, const char *const *prefixes, size_t n)
@@ -51,10 +58,7 @@ static bool starts_with_any(const char *base, const char *const *prefixes, size_
 
 static int find_shared_grpc(struct dl_phdr_info *info, size_t size, void *unused)
 {
-	const char *base = strrchr(info->dlpi_name, '/');
-
-	base = base != NULL ? base + 1 : info->dlpi_name;
-	return starts_with_any(base, shared_prefixes, sizeof(shared_prefixes) / sizeof(shared_prefixes[0]));
+	return starts_with_any(fs_basename(info->dlpi_name), shared_prefixes, COUNT(shared_prefixes));
 }
 
 static const char *program_name(void)
@@ -67,6 +71,7 @@ static const char *program_name(void)
 void fs_owner_init(const char *names)
 {
 	char *save = NULL, *tok;
+	size_t functions;
 
 	if (names != NULL && *names != '\0') {
 		if (strlen(names) >= sizeof(user_buf)) {
@@ -84,15 +89,10 @@ void fs_owner_init(const char *names)
 			}
 		}
 	}
-	program_functions = fs_symranges_load("/proc/self/exe");
-	if (program_functions > 0)
+	functions = fs_symranges_load("/proc/self/exe");
+	if (functions > 0)
 		fs_log(FS_DEBUG, "%s has gRPC linked in (%zu functions): its descriptors are tracked as embedded gRPC",
-		       program_name(), program_functions);
-}
-
-size_t fs_owner_program_grpc_functions(void)
-{
-	return program_functions;
+		       program_name(), functions);
 }
 
 /* `which`: whether a helper library's call must be told apart (shared or
@@ -111,15 +111,14 @@ static enum fs_owner classify(const void *addr, bool which)
 			return FS_OWNER_EMBEDDED;
 		return fs_symranges_contains((uintptr_t)addr - map->l_addr) ? FS_OWNER_EMBEDDED : FS_OWNER_OTHER;
 	}
-	base = strrchr(map->l_name, '/');
-	base = base != NULL ? base + 1 : map->l_name;
-	if (starts_with_any(base, shared_prefixes, sizeof(shared_prefixes) / sizeof(shared_prefixes[0])))
+	base = fs_basename(map->l_name);
+	if (starts_with_any(base, shared_prefixes, COUNT(shared_prefixes)))
 		return FS_OWNER_SHARED;
-	if (starts_with_any(base, helper_prefixes, sizeof(helper_prefixes) / sizeof(helper_prefixes[0])))
+	if (starts_with_any(base, helper_prefixes, COUNT(helper_prefixes)))
 		/* dl_iterate_phdr takes the loader's lock, never the shim's; c-ares
 		 * opens a socket per query, so this is not a hot path. */
 		return !which || dl_iterate_phdr(find_shared_grpc, NULL) ? FS_OWNER_SHARED : FS_OWNER_EMBEDDED;
-	if (starts_with_any(base, embedded_prefixes, sizeof(embedded_prefixes) / sizeof(embedded_prefixes[0])) ||
+	if (starts_with_any(base, embedded_prefixes, COUNT(embedded_prefixes)) ||
 	    starts_with_any(base, user_names, nuser))
 		return FS_OWNER_EMBEDDED;
 	return FS_OWNER_OTHER;
@@ -139,13 +138,9 @@ bool fs_owner_is_grpc_core(const void *addr)
 {
 	static const char *const core_prefixes[] = { "libgrpc.so", "libgrpc_unsecure.so", "libgpr." };
 	const struct link_map *map = object_of(addr);
-	const char *base;
 
-	if (map == NULL || map->l_name == NULL)
-		return false;
-	base = strrchr(map->l_name, '/');
-	base = base != NULL ? base + 1 : map->l_name;
-	return starts_with_any(base, core_prefixes, sizeof(core_prefixes) / sizeof(core_prefixes[0]));
+	return map != NULL && map->l_name != NULL &&
+	       starts_with_any(fs_basename(map->l_name), core_prefixes, COUNT(core_prefixes));
 }
 
 bool fs_owner_is_self(const void *addr)

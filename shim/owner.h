@@ -37,7 +37,7 @@ bool fs_owner_is_grpc_core(const void *addr);
 /* True when `addr` lies in the shim's own object. */
 bool fs_owner_is_self(const void *addr);
 
-/* How many of the program's own functions are gRPC's (0: not linked in). */
-size_t fs_owner_program_grpc_functions(void);
+/* The file name part of a path (what follows the last '/'). */
+const char *fs_basename(const char *path);
 
 #endif
