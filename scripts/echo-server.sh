@@ -11,20 +11,30 @@
 #   echo_server_stop_on_exit DIR
 #       arranges for the server to be stopped and DIR removed when the
 #       script exits, also on SIGINT and SIGTERM.
+#   await_port_file FILE PID
+#       waits, 10 s at most, until the server of PID (this one or a test's
+#       own, such as a byte sink) has written its port to FILE; false if it
+#       did not, or ended first.
+
+await_port_file() {
+  local file=$1 pid=$2 _
+  for _ in $(seq 100); do
+    [ -s "$file" ] && return 0
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  [ -s "$file" ]
+}
 
 echo_server_start() {
-  local dir=$1 _
+  local dir=$1
   shift
   rm -f "$dir/server.port"
   "$@" "$ECHO_SERVER_BIN" --listen 127.0.0.1:0 --port-file "$dir/server.port" \
     --log "$dir/calls.log" 2>"$dir/server.err" &
   ECHO_PID=$!
-  # The server writes its port once it accepts calls: wait for that, 10 s at most.
-  for _ in $(seq 100); do
-    [ -s "$dir/server.port" ] && break
-    kill -0 "$ECHO_PID" 2>/dev/null || break
-    sleep 0.1
-  done
+  # The server writes its port once it accepts calls.
+  await_port_file "$dir/server.port" "$ECHO_PID"
   ECHO_PORT=$(cat "$dir/server.port" 2>/dev/null)
   if [ -z "$ECHO_PORT" ]; then
     echo "echo-server did not start within 10 s:" >&2

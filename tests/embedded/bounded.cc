@@ -2,6 +2,8 @@
 
 #include "bounded.h"
 
+#include "status_name.h"
+
 #include <poll.h>
 #include <signal.h>
 #include <sys/syscall.h>
@@ -18,17 +20,6 @@
 #include <thread>
 
 namespace emb {
-
-const char* CodeName(grpc::StatusCode code) {
-  // Indexed by grpc::StatusCode, whose values are fixed by the gRPC protocol.
-  static const char* const kNames[] = {
-      "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
-      "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-      "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL",
-      "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
-  unsigned i = static_cast<unsigned>(code);
-  return i < sizeof kNames / sizeof kNames[0] ? kNames[i] : "?";
-}
 
 grpc::Status AttemptSay(fc::Stub& stub, const fc::Options& o, const std::string& tag,
                         fc::Reply* reply) {

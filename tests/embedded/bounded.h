@@ -44,7 +44,4 @@ constexpr int kAnyStatus = -1;
 bool WaitChildWithin(pid_t pid, const std::string& what, int timeout_ms, int want_status = 0,
                      bool* hung = nullptr);
 
-// "UNAVAILABLE", "DEADLINE_EXCEEDED", ...
-const char* CodeName(grpc::StatusCode code);
-
 }  // namespace emb

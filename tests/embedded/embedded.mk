@@ -27,9 +27,9 @@ EMB_PROGRAMS      := $(EMB_STATIC_CLIENT) $(EMB_EXEC_STATIC) $(EMB_EXEC_DYNAMIC)
 
 .PHONY: test-embedded
 
-$(EMB_OBJ)/%.o: $(EMB_DIR)/%.cc $(wildcard $(EMB_DIR)/*.h) $(INTEG_DIR)/client.h $(BUILD)/gen/echo.pb.h $(BUILD)/gen/echo.grpc.pb.h
+$(EMB_OBJ)/%.o: $(EMB_DIR)/%.cc $(wildcard $(EMB_DIR)/*.h) $(INTEG_DIR)/client.h demo/status_name.h $(BUILD)/gen/echo.pb.h $(BUILD)/gen/echo.grpc.pb.h
 	@mkdir -p $(@D)
-	$(CXX) $(GRPCXX_CFLAGS) -I$(INTEG_DIR) -c $< -o $@
+	$(CXX) $(GRPCXX_CFLAGS) -I$(INTEG_DIR) -Idemo -c $< -o $@
 
 # Not stripped, ever: the shim finds gRPC's code by the program's symbol table.
 $(EMB_STATIC_CLIENT): $(EMB_OBJ)/static_client.o $(EMB_CXX_OBJS)

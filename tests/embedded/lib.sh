@@ -4,6 +4,8 @@
 
 . "$(dirname "${BASH_SOURCE[0]}")/../../scripts/echo-server.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/../../scripts/verdicts.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../../scripts/server-log.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../../scripts/memcheck-logs.sh"
 
 SHIM='' SERVER='' BIN='' OUT=''
 USAGE="usage: $0 --shim SO --server BIN --bin DIR --out DIR"
@@ -72,16 +74,12 @@ start_echo_server() {
 # A byte sink of its own for run $1: its log is complete once it has exited,
 # which stop_sink waits for. Sets SINK_PID and SINK_PORT.
 start_sink() {
-  local dir=$OUT/$1.sink _
+  local dir=$OUT/$1.sink
   mkdir -p "$dir"
   timeout "$LIMIT" "$BIN/byte-sink" "$dir/port" "$dir/log" 2>"$dir/err" &
   SINK_PID=$!
   SINK_LOG=$dir/log
-  for _ in $(seq 100); do
-    [ -s "$dir/port" ] && break
-    kill -0 "$SINK_PID" 2>/dev/null || break
-    sleep 0.1
-  done
+  await_port_file "$dir/port" "$SINK_PID"
   SINK_PORT=$(cat "$dir/port" 2>/dev/null)
   [ -n "$SINK_PORT" ]
 }
@@ -116,14 +114,7 @@ connection_problems() {
     printf "the parent's calls came over %s, not one connection; " "$(paste -sd' ' - <<<"$parent")"
   shared=$(comm -12 <(echo "$parent") <(peers_of "$run" child) | paste -sd' ' -)
   [ -z "$shared" ] || printf "a child called over the parent's connection %s; " "$shared"
-  awk -v run="$run" '
-    index($2, run ":") == 1 {
-      if (!(($3) in owner)) owner[$3] = $1
-      else if (owner[$3] != $1 && !(($3, $1) in told)) {
-        told[$3, $1] = 1
-        printf "connection %s carried calls of pid %s and pid %s; ", $3, owner[$3], $1
-      }
-    }' "$SERVER_LOG"
+  check_connections_per_pid "$run" "$SERVER_LOG"
 }
 
 # --- what the shim said -------------------------------------------------------

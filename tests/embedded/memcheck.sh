@@ -11,7 +11,7 @@ VG_ERROR=99  # memcheck's exit status when it found errors; the client never use
 VG_SUPPS=("$(dirname "${BASH_SOURCE[0]}")/../integration/valgrind.supp" "$(dirname "${BASH_SOURCE[0]}")/valgrind.supp")
 
 check_memcheck() {
-  local run=memcheck-basic dir=$OUT/memcheck status f bad="" shim_leaks="" n
+  local run=memcheck-basic dir=$OUT/memcheck status p
   local name="memcheck: static-client basic with the shim, every process clean"
   command -v valgrind >/dev/null || { fail "$name" "valgrind is not installed"; return; }
   mkdir -p "$dir"
@@ -29,21 +29,10 @@ check_memcheck() {
     "$VG_ERROR") problem "memcheck found errors in the parent" ;;
     124|137) problem "timed out after $VG_LIMIT s (hang)" ;;
   esac
-  for f in "$dir"/memcheck.*; do
-    grep -q "ERROR SUMMARY: 0 errors" "$f" || bad+=" ${f##*.}"
-    awk '/definitely lost in loss record/ { inrec = 1 } inrec && /libgrpc_forksafe|\/shim\/[a-z_]+\.c:/ { hit = 1 }
-         /^==[0-9]+== $/ { inrec = 0 } END { exit !hit }' "$f" && shim_leaks+=" ${f##*.}"
-  done
-  [ -z "$bad" ] || problem "memcheck errors or no summary in process(es)$bad"
-  [ -z "$shim_leaks" ] || problem "definite leak through the shim in process(es)$shim_leaks"
-  n=$(find "$dir" -name 'memcheck.*' | wc -l)
-  [ "$n" -ge 2 ] || problem "memcheck logs for $n processes, expected parent and child"
+  p=$(memcheck_logs_problems "$dir")
+  [ -z "$p" ] || problem "${p%; }"
   P+=$(shim_log_problems "$dir/client.err" 1)
   verdict "$name" "$dir/client.out" "$dir/client.err"
-  for f in $bad; do
-    echo "  --- $dir/memcheck.$f (errors)"
-    awk '/ERROR SUMMARY|definitely lost in loss record|Invalid|uninitialised|Conditional|Syscall param/ { p = 1 }
-         p { print } /^==[0-9]+== $/ { p = 0 }' "$dir/memcheck.$f" | head -n 60 | sed 's/^/  | /'
-  done
+  memcheck_logs_evidence "$dir" 60
   echo "  (memcheck run: $(grep -h '^RESULT' "$dir/client.out" || echo "no RESULT line, client status $status"))"
 }

@@ -49,6 +49,7 @@
 #include "bounded.h"
 #include "client.h"
 #include "fdtable.h"
+#include "status_name.h"
 
 namespace {
 
@@ -270,7 +271,7 @@ int Stream(const Config& c) {
     else
       fc::Fail(tag + ": " + std::to_string(n) + " of " + std::to_string(kReplies) + " replies (" +
                std::to_string(foreign) + " for another call), stream ended " +
-               emb::CodeName(st.error_code()) + " \"" + st.error_message() + "\"");
+               CodeName(st.error_code()) + " \"" + st.error_message() + "\"");
     first_reply.Arrive();  // never leave the main thread waiting
   });
   pid_t pid = -1;

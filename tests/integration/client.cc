@@ -2,6 +2,8 @@
 
 #include "client.h"
 
+#include "status_name.h"
+
 #include <dirent.h>
 #include <limits.h>
 #include <poll.h>
@@ -28,17 +30,6 @@ namespace {
 
 std::string g_role = "parent";
 std::atomic<int> g_failures{0};  // a scenario may call from two threads
-
-const char* CodeName(grpc::StatusCode code) {
-  // Indexed by grpc::StatusCode, whose values are fixed by the gRPC protocol.
-  static const char* const kNames[] = {
-      "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
-      "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-      "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL",
-      "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
-  unsigned i = static_cast<unsigned>(code);
-  return i < sizeof kNames / sizeof kNames[0] ? kNames[i] : "?";
-}
 
 }  // namespace
 

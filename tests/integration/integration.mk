@@ -16,9 +16,9 @@ MEMCHECK_CONTROL := $(BUILD)/tests/libmemcheck_control.so
 # The clients are part of the default build.
 all: $(FORK_CLIENT) $(CAPI_CLIENT)
 
-$(BUILD)/tests/obj/%.o: $(INTEG_DIR)/%.cc $(wildcard $(INTEG_DIR)/*.h) $(BUILD)/gen/echo.pb.h $(BUILD)/gen/echo.grpc.pb.h
+$(BUILD)/tests/obj/%.o: $(INTEG_DIR)/%.cc $(wildcard $(INTEG_DIR)/*.h) demo/status_name.h $(BUILD)/gen/echo.pb.h $(BUILD)/gen/echo.grpc.pb.h
 	@mkdir -p $(@D)
-	$(CXX) $(GRPCXX_CFLAGS) -c $< -o $@
+	$(CXX) $(GRPCXX_CFLAGS) -Idemo -c $< -o $@
 
 # forkpty() lives in libutil on older glibc; on newer glibc libutil is empty.
 $(FORK_CLIENT): $(INTEG_OBJS) $(ECHO_OBJS)

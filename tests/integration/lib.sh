@@ -4,6 +4,7 @@
 # shellcheck disable=SC2034
 
 . "$(dirname "${BASH_SOURCE[0]}")/../../scripts/echo-server.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../../scripts/server-log.sh"
 
 SHIM='' SERVER='' CLIENT='' CAPI='' OUT='' CONTROL='' PORT='' SERVER_LOG=''
 TLS_PID='' TLS_PORT='' TLS_DIR='' TLS_LIFETIME=''
@@ -302,22 +303,6 @@ check_server_log() {
       for (key in pids) {
         split(key, k, SUBSEP)
         if (k[1] == "child" && (("parent", k[2]) in pids)) printf "child calls carry the parent pid %s; ", k[2]
-      }
-    }' "$log"
-}
-
-# Checks that in run $1 no connection (peer address) carried the calls of
-# more than one process (caller pid), whatever their roles: each process,
-# through any number of generations, used connections of its own. $2,
-# optional: the server log. Prints the problems; silent if none.
-check_connections_per_pid() {
-  local run=$1 log=${2:-$SERVER_LOG}
-  awk -v run="$run" '
-    index($2, run ":") == 1 {
-      if (!(($3) in owner)) owner[$3] = $1
-      else if (owner[$3] != $1 && !(($3, $1) in told)) {
-        told[$3, $1] = 1
-        printf "connection %s carried calls of pid %s and pid %s; ", $3, owner[$3], $1
       }
     }' "$log"
 }

@@ -16,6 +16,7 @@
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
+. "$HERE/../../scripts/memcheck-logs.sh"
 parse_args "$@"
 LIMIT=${FORKSAFE_VALGRIND_TIMEOUT:-600}
 VG_ERROR=99   # memcheck's exit status when it found errors; no scenario uses it
@@ -75,7 +76,7 @@ check_control() {
 }
 
 check_scenario() {
-  local s=$1 problems="" n f bad="" shim_leaks="" leftovers
+  local s=$1 problems="" n leftovers
   if [ -z "${CALLS[$s]+x}" ]; then
     fail "$s" "no scenario checked under valgrind by that name"
     return
@@ -93,16 +94,7 @@ check_scenario() {
     *) problems+="client $(describe_exit "$status" "$LIMIT"); " ;;
   esac
   # Every process has its own log. One without a summary was killed or hung.
-  for f in "$dir"/memcheck.*; do
-    grep -q "ERROR SUMMARY: 0 errors" "$f" || bad+=" ${f##*.}"
-    # A frame of the shim: its object, or (with debug information) one of its sources.
-    awk '/definitely lost in loss record/ { inrec = 1 } inrec && /libgrpc_forksafe|\/shim\/[a-z_]+\.c:/ { hit = 1 }
-         /^==[0-9]+== $/ { inrec = 0 } END { exit !hit }' "$f" && shim_leaks+=" ${f##*.}"
-  done
-  [ -z "$bad" ] || problems+="memcheck errors or no summary in process(es)$bad; "
-  [ -z "$shim_leaks" ] || problems+="definite leak through the shim in process(es)$shim_leaks; "
-  n=$(find "$dir" -name 'memcheck.*' | wc -l)
-  [ "$n" -ge 2 ] || problems+="memcheck logs for $n processes, expected parent and child; "
+  problems+=$(memcheck_logs_problems "$dir")
 
   # The shim must really have been loaded under valgrind: its parent-side fork
   # line once, and its child-side line from the child.
@@ -120,11 +112,7 @@ check_scenario() {
     pass "valgrind $s"
   else
     fail "valgrind $s" "${problems%; }" "$out" "$err"
-    for f in $bad; do
-      echo "  --- $dir/memcheck.$f (errors)"
-      awk '/ERROR SUMMARY|definitely lost in loss record|Invalid|uninitialised|Conditional|Syscall param/ { p = 1 }
-           p { print } /^==[0-9]+== $/ { p = 0 }' "$dir/memcheck.$f" | head -n 80 | sed 's/^/  | /'
-    done
+    memcheck_logs_evidence "$dir"
   fi
 }
 

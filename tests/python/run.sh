@@ -119,12 +119,7 @@ leak_run() {
 	"$PYTHON" "$HERE/sink.py" "$OUT/$name.sink-port" "$OUT/$name.sink" --connections $SINK_CONNECTIONS \
 		--limit $LIMIT 2>"$OUT/$name.sink-err" &
 	sink_pid=$!
-	for _ in $(seq 100); do
-		[ -s "$OUT/$name.sink-port" ] && break
-		kill -0 $sink_pid 2>/dev/null || break
-		sleep 0.1
-	done
-	if [ ! -s "$OUT/$name.sink-port" ]; then
+	if ! await_port_file "$OUT/$name.sink-port" $sink_pid; then
 		kill $sink_pid 2>/dev/null
 		wait $sink_pid
 		STATUS=2 SINK_BYTES=0 SINK_DONE=no SINK_DATA=/dev/null
