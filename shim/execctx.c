@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "libc.h"
+#include "quiesce.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -141,7 +142,11 @@ static void inc_in_prefork(void)
 		atomic_fetch_add_explicit(&passes, 1, memory_order_relaxed);
 		return;
 	}
+	/* Held by core until the fork is done, outside any ExecCtx: as good as
+	 * parked at the shim's door, for core's wait for its threads (threads.c). */
+	fs_quiesce_park(true);
 	core_inc()();
+	fs_quiesce_park(false);
 }
 
 /* Leaving, once a thread may have been let through. */

@@ -34,6 +34,7 @@
 #include "log.h"
 #include "quiesce.h"
 #include "stats.h"
+#include "threads.h"
 
 unsigned fs_generation;
 bool fs_grpc_unusable;
@@ -44,6 +45,7 @@ enum core_outcome {
 	CORE_NOT_IN_USE, /* gRPC not loaded, not initialised, or passed through */
 	CORE_RAN,
 	CORE_SKIPPED_BUSY,
+	CORE_THREADS_BUSY, /* core ran, but not all of gRPC's own threads were parked */
 	CORE_DISABLED,
 	CORE_NO_POLLER_SUPPORT,
 };
@@ -125,6 +127,12 @@ static enum core_outcome quiesce_and_prefork(void)
 		       "quiesce: gave up after %ld ms (GRPC_FORKSAFE_QUIESCE_MS=%ld) with %u threads still waiting "
 		       "in gRPC: the child's gRPC calls will fail at once; the parent is unaffected",
 		       waited, fs_cfg.quiesce_ms, inside);
+	else if (core == CORE_THREADS_BUSY)
+		fs_log(FS_WARN,
+		       "quiesce: gave up after %ld ms (GRPC_FORKSAFE_QUIESCE_MS=%ld) with gRPC's own threads (a "
+		       "server's or the callback API's) still busy: the child's gRPC calls will fail at once; the "
+		       "parent is unaffected",
+		       waited, fs_cfg.quiesce_ms);
 	else if (core == CORE_SKIPPED_BUSY)
 		fs_log(FS_WARN,
 		       "quiesce: gave up after %ld ms (GRPC_FORKSAFE_QUIESCE_MS=%ld): a thread stayed busy inside "
@@ -141,7 +149,7 @@ static enum core_outcome core_prefork(void)
 	fs_grpc.prefork();
 	fs_execctx_prefork_running(false); /* set by fs_fork_note_core_block */
 	if (rec.core_block == 1)
-		return CORE_RAN;
+		return fs_threads_take_gave_up() ? CORE_THREADS_BUSY : CORE_RAN;
 	if (rec.core_block == 0)
 		return CORE_SKIPPED_BUSY;
 	if (fs_grpc.fork_support_enabled != NULL && !atomic_load((const _Atomic bool *)fs_grpc.fork_support_enabled))
@@ -156,6 +164,9 @@ static const char *core_words(enum core_outcome c)
 		return "core fork handlers ran";
 	case CORE_SKIPPED_BUSY:
 		return "core fork handlers SKIPPED: another thread was inside gRPC; the child's gRPC calls fail at once";
+	case CORE_THREADS_BUSY:
+		return "core fork handlers ran without waiting for gRPC's own busy threads; the child's gRPC calls "
+		       "fail at once";
 	case CORE_DISABLED:
 		return "core fork handlers SKIPPED: fork support is off (GRPC_ENABLE_FORK_SUPPORT); the child "
 		       "cannot use gRPC";
@@ -264,6 +275,7 @@ static void fork_child(bool restart_grpc)
 	if (rec.acts)
 		fs_quiesce_end_child();
 	fs_execctx_child();
+	fs_threads_child();
 	fs_stats_child();
 	fs_generation++;
 	/* Before core's own child handler: it closes the descriptors it tracked,
@@ -281,7 +293,8 @@ static void fork_child(bool restart_grpc)
 	/* Only where the shim itself gave up (the bound) or cannot restart gRPC:
 	 * with fork support off or an unsupported poller, the policy's routing is
 	 * kept, as the user chose. */
-	if (rec.core != CORE_NOT_IN_USE && (!restart_grpc || rec.core == CORE_SKIPPED_BUSY)) {
+	if (rec.core != CORE_NOT_IN_USE &&
+	    (!restart_grpc || rec.core == CORE_SKIPPED_BUSY || rec.core == CORE_THREADS_BUSY)) {
 		fs_grpc_unusable = true;
 		fs_chantab_child_grpc_unusable();
 	}

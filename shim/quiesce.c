@@ -4,6 +4,11 @@
  * grpc++ call, server-stream read and completion-queue thread is blocked in
  * grpc_completion_queue_next or _pluck (hooks_cq.c).
  *
+ * The fork asks in two steps: first it waits for the threads in pluck(),
+ * while those in next() go on (a plucked call may need one of them: a server
+ * of this process answering its own client, a callback finishing the call);
+ * then it asks the threads in next() out.
+ *
  * - A thread waiting in next() is woken at once: the fork path posts an event
  *   with a private tag on its queue, through a connectivity watch on a lame
  *   channel with a deadline in the past (a public API that completes at once).
@@ -13,8 +18,10 @@
  *   completed in the child (its deadline timer fires there) into a stack no
  *   thread owns any more, which the child's new threads reuse. The fork waits
  *   for it to come out, its call done.
- * - While a fork is pending, new calls (hooks_grpc.c) and next() wait at the
- *   door, outside gRPC, with nothing in flight.
+ * - While a fork is pending, new calls (hooks_grpc.c) and, from the second
+ *   step on, next() wait at the door, outside gRPC, with nothing in flight.
+ *   Parked threads are marked, for core's wait for its own threads
+ *   (threads.c).
  *
  * A stream being read keeps its call in flight between reads, so its reader
  * is not brought out: the fork goes ahead when GRPC_FORKSAFE_QUIESCE_MS runs
@@ -50,6 +57,7 @@ static pthread_cond_t left = PTHREAD_COND_INITIALIZER;    /* a waiter left gRPC 
 static pthread_cond_t resume = PTHREAD_COND_INITIALIZER;  /* the fork is done */
 atomic_bool fs_quiesce_requested;
 #define requested fs_quiesce_requested
+atomic_bool fs_quiesce_parking;
 /* Fenced until fs_quiesce_init knows better: safe whatever the kernel. */
 atomic_bool fs_quiesce_fenced = true;
 /* membarrier failed at a fork although it had been registered: from then on
@@ -86,8 +94,8 @@ static atomic_ulong waits, longest_ms;
  * Two questions are asked across threads, each a store followed by a load on
  * both sides (the "store buffering" pattern):
  *
- *   entering next():  W: inside = 1;  barrier;  r1 = requested
- *                     F: requested = 1;  barrier;  r2 = inside
+ *   entering next():  W: inside = 1;  barrier;  r1 = parking
+ *                     F: parking = 1;  barrier;  r2 = inside
  *   leaving either:   W: inside = 0;  barrier;  r1 = requested
  *                     F: requested = 1;  barrier;  r2 = inside
  *
@@ -220,7 +228,10 @@ static bool barrier_all(void)
 
 static void release_record(void *record)
 {
-	atomic_store(&((struct waiter *)record)->in_use, false);
+	struct waiter *w = record;
+
+	atomic_store(&w->tracked, false);
+	atomic_store(&w->in_use, false);
 }
 
 static void make_key(void)
@@ -258,12 +269,34 @@ struct waiter *fs_quiesce_self_slow(void)
 	return w;
 }
 
-/* Outside gRPC, until no fork is pending. */
+/* Outside gRPC, until no fork is pending. A parked thread is seen as such by
+ * core's wait for its own threads (fs_quiesce_await_parked). */
 void fs_quiesce_wait_at_door(void)
 {
+	struct waiter *w = fs_quiesce_self();
+
 	pthread_mutex_lock(&lock);
+	if (w != NULL && atomic_load(&requested)) {
+		w->parked = true;
+		pthread_cond_broadcast(&left);
+	}
 	while (atomic_load(&requested))
 		pthread_cond_wait(&resume, &lock);
+	if (w != NULL)
+		w->parked = false;
+	pthread_mutex_unlock(&lock);
+}
+
+void fs_quiesce_park(bool parked)
+{
+	struct waiter *w = fs_quiesce_self();
+
+	if (w == NULL)
+		return;
+	pthread_mutex_lock(&lock);
+	w->parked = parked;
+	if (parked)
+		pthread_cond_broadcast(&left);
 	pthread_mutex_unlock(&lock);
 }
 
@@ -354,6 +387,28 @@ static bool is_shut(grpc_completion_queue *cq)
 	return RB_FIND(shut_tree, &shut, &key) != NULL;
 }
 
+static unsigned count_parked_tracked(void)
+{
+	unsigned n = 0;
+
+	for (struct waiter *w = atomic_load(&waiters); w != NULL; w = w->next)
+		n += w != fs_quiesce_me && atomic_load_explicit(&w->in_use, memory_order_acquire) &&
+		     atomic_load_explicit(&w->tracked, memory_order_relaxed) && w->parked;
+	return n;
+}
+
+/* Threads inside pluck(): inside, with no queue of next()'s. */
+static unsigned count_plucking(void)
+{
+	unsigned n = 0;
+
+	for (struct waiter *w = atomic_load(&waiters); w != NULL; w = w->next)
+		n += w != fs_quiesce_me && atomic_load_explicit(&w->in_use, memory_order_acquire) &&
+		     atomic_load_explicit(&w->inside, memory_order_acquire) &&
+		     atomic_load_explicit(&w->queue, memory_order_relaxed) == NULL;
+	return n;
+}
+
 static unsigned count_inside(void)
 {
 	unsigned n = 0;
@@ -379,6 +434,51 @@ static bool before(const struct timespec *a, const struct timespec *b)
 	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
 }
 
+/* Under the lock: waits until count() is zero or the deadline has passed;
+ * returns the last count. */
+static unsigned wait_for(unsigned (*count)(void), const struct timespec *deadline, bool exact)
+{
+	unsigned n;
+
+	while ((n = count()) > 0) {
+		struct timespec until = *deadline, now;
+
+		/* Without an exact handshake a leaving thread may not wake us:
+		 * look again every millisecond. */
+		if (!exact && clock_gettime(CLOCK_MONOTONIC, &now) == 0) {
+			add_ms(&now, 1);
+			if (before(&now, deadline))
+				until = now;
+		}
+		if (pthread_cond_clockwait(&left, &lock, CLOCK_MONOTONIC, &until) == ETIMEDOUT &&
+		    !before(&until, deadline))
+			return count();
+	}
+	return 0;
+}
+
+/* The bound of the fork in progress; set while `requested` is. */
+static struct timespec fork_deadline;
+
+/* Fork path (inside core's prefork). Allocates nothing. */
+bool fs_quiesce_await_parked(bool (*done)(unsigned parked_tracked))
+{
+	bool ok;
+
+	pthread_mutex_lock(&lock);
+	for (;;) {
+		ok = atomic_load(&requested) && done(count_parked_tracked());
+		if (ok || !atomic_load(&requested))
+			break;
+		if (pthread_cond_clockwait(&left, &lock, CLOCK_MONOTONIC, &fork_deadline) == ETIMEDOUT) {
+			ok = done(count_parked_tracked());
+			break;
+		}
+	}
+	pthread_mutex_unlock(&lock);
+	return ok;
+}
+
 /* Fork path. Allocates nothing of its own; posting a wake-up is a gRPC call
  * (it allocates inside gRPC, before core's prefork, as any gRPC call would). */
 unsigned fs_quiesce_begin(const struct timespec *deadline)
@@ -388,6 +488,7 @@ unsigned fs_quiesce_begin(const struct timespec *deadline)
 	bool exact;
 
 	pthread_mutex_lock(&lock);
+	fork_deadline = *deadline;
 	atomic_store(&requested, true);
 	/* The heavy half of the handshake: see the note above membarrier(). */
 	exact = barrier_all() && !degraded;
@@ -399,9 +500,19 @@ unsigned fs_quiesce_begin(const struct timespec *deadline)
 		fs_log(FS_WARN, "membarrier failed (%s): threads waiting in gRPC fence themselves from now on",
 		       strerror(errno));
 	}
+	/* Threads in pluck() first, while the threads in next() go on: a call
+	 * may need one of them to complete (a server of this process answering
+	 * its own client, a callback that finishes it). Those that come out of
+	 * next() meanwhile wait at the door. */
+	inside = wait_for(count_plucking, deadline, exact);
+	if (inside == 0) {
+		/* Now the threads in next(): the same handshake, on `parking`. */
+		atomic_store(&fs_quiesce_parking, true);
+		exact = barrier_all() && !degraded;
+	}
 	/* Held while posting, so no queue can be shut down between the check and
 	 * the post: posting to a shut-down queue is fatal in gRPC. */
-	for (struct waiter *w = atomic_load(&waiters); wake != NULL && w != NULL; w = w->next) {
+	for (struct waiter *w = atomic_load(&waiters); inside == 0 && wake != NULL && w != NULL; w = w->next) {
 		grpc_completion_queue *q;
 
 		if (w == fs_quiesce_me || !atomic_load_explicit(&w->inside, memory_order_acquire))
@@ -411,22 +522,10 @@ unsigned fs_quiesce_begin(const struct timespec *deadline)
 			fs_grpc.channel_watch_connectivity_state(wake, GRPC_CHANNEL_IDLE,
 								 fs_grpc.now(GPR_CLOCK_MONOTONIC), q, &wake_tag);
 	}
-	while ((inside = count_inside()) > 0) {
-		struct timespec until = *deadline, now;
-
-		/* Without an exact handshake a leaving thread may not wake us:
-		 * look again every millisecond. */
-		if (!exact && clock_gettime(CLOCK_MONOTONIC, &now) == 0) {
-			add_ms(&now, 1);
-			if (before(&now, deadline))
-				until = now;
-		}
-		if (pthread_cond_clockwait(&left, &lock, CLOCK_MONOTONIC, &until) == ETIMEDOUT &&
-		    !before(&until, deadline)) {
-			inside = count_inside();
-			break;
-		}
-	}
+	if (inside == 0)
+		inside = wait_for(count_inside, deadline, exact);
+	else
+		inside = count_inside();
 	pthread_mutex_unlock(&lock);
 	return inside;
 }
@@ -434,6 +533,7 @@ unsigned fs_quiesce_begin(const struct timespec *deadline)
 void fs_quiesce_end_parent(void)
 {
 	pthread_mutex_lock(&lock);
+	atomic_store(&fs_quiesce_parking, false);
 	atomic_store(&requested, false);
 	pthread_cond_broadcast(&resume);
 	pthread_mutex_unlock(&lock);
@@ -445,6 +545,7 @@ void fs_quiesce_end_child(void)
 	pthread_mutex_init(&lock, NULL);
 	pthread_cond_init(&left, NULL);
 	pthread_cond_init(&resume, NULL);
+	atomic_store(&fs_quiesce_parking, false);
 	atomic_store(&requested, false);
 	atomic_store(&waits, 0); /* the parent's, copied */
 	atomic_store(&longest_ms, 0);
@@ -453,6 +554,8 @@ void fs_quiesce_end_child(void)
 			continue;
 		atomic_store(&w->inside, false);
 		atomic_store(&w->queue, NULL);
+		atomic_store(&w->tracked, false);
+		w->parked = false;
 		atomic_store(&w->in_use, false);
 	}
 }

@@ -21,11 +21,18 @@ struct waiter {
 	_Atomic(grpc_completion_queue *) queue; /* set while inside next() */
 	atomic_bool inside;                     /* inside a real next() or pluck() */
 	atomic_bool in_use;                     /* owned by a live thread */
+	atomic_bool tracked;                    /* one of core's tracked threads (threads.c) */
+	bool parked;                            /* waiting out a fork (under the quiesce lock) */
 };
 
 /* Set (under the quiesce lock) from the moment a fork asks threads out of
  * gRPC until it lets them go on in the parent. */
 extern atomic_bool fs_quiesce_requested FS_HIDDEN;
+/* Set (under the quiesce lock) once the fork, no thread being left in
+ * pluck(), asks the threads in next() out; cleared with the request. Until
+ * then they go in and out of next() as usual, since a call being plucked may
+ * need them. */
+extern atomic_bool fs_quiesce_parking FS_HIDDEN;
 /* True when the fork path cannot force a barrier on the other threads
  * (membarrier unavailable): the waiting side then fences itself. Settled once,
  * before the first thread can wait in gRPC (fs_quiesce_init); turned on later
@@ -72,7 +79,7 @@ static inline bool fs_quiesce_enter(struct waiter *w, grpc_completion_queue *que
 	atomic_store_explicit(&w->queue, queue, memory_order_relaxed);
 	atomic_store_explicit(&w->inside, true, memory_order_release); /* queue first */
 	fs_quiesce_barrier();
-	if (__builtin_expect(!fs_quiesce_pending(), 1))
+	if (__builtin_expect(!atomic_load_explicit(&fs_quiesce_parking, memory_order_relaxed), 1))
 		return true;
 	fs_quiesce_back_out(w);
 	return false;
@@ -104,6 +111,16 @@ static inline void fs_quiesce_gate(void)
 	if (__builtin_expect(fs_quiesce_pending(), 0))
 		fs_quiesce_wait_at_door();
 }
+
+/* Core's prefork (Fork::AwaitThreads, threads.c) waits for its tracked
+ * threads; those parked at the door never leave it while the fork is pending.
+ * Waits, within the fork's bound, until `done` (called under the quiesce
+ * lock, with the number of other tracked threads parked) says enough are;
+ * false if the bound ran out first. Outside a fork: false at once. */
+bool fs_quiesce_await_parked(bool (*done)(unsigned parked_tracked));
+/* Marks this thread as waiting out a fork where gRPC makes it wait (core's
+ * own block on entries), and back; wakes a fork waiting for it. */
+void fs_quiesce_park(bool parked);
 
 bool fs_quiesce_is_wake(const grpc_event *ev);
 grpc_channel *fs_quiesce_wake_channel(void); /* made on first use */

@@ -8,7 +8,8 @@
 //             inherited-then-new async-cq tls-composite parent-destroys clone
 //             busy-stream-no-grpc sync-threads async-thread fork-threads fork-storm
 //             held-in-grpc channel-churn channel-churn-bare register-churn
-//             fork-threads-busy inflight-async inflight-sync-stream
+//             fork-threads-busy inflight-async inflight-sync-stream sync-server
+//             callback-server callback-chain
 //   --run          prefix of every request tag (default: the scenario name)
 //   --deadline-ms  deadline of every RPC (default 2000)
 //   --ca           PEM root certificates of a TLS server (tls-composite)
@@ -51,7 +52,8 @@ int Usage() {
                "           parent-destroys clone busy-stream-no-grpc beyond-bound sync-threads async-thread\n"
                "           fork-threads fork-storm held-in-grpc channel-churn\n"
                "           channel-churn-bare register-churn fork-threads-busy\n"
-               "           inflight-async inflight-sync-stream\n");
+               "           inflight-async inflight-sync-stream sync-server callback-server\n"
+               "           callback-chain\n");
   return 2;
 }
 
@@ -139,6 +141,9 @@ int main(int argc, char** argv) {
         {"fork-threads-busy", fc::ForkThreadsBusy},
         {"inflight-async", fc::InflightAsync},
         {"inflight-sync-stream", fc::InflightSyncStream},
+        {"sync-server", fc::SyncServer},
+        {"callback-server", fc::CallbackServer},
+        {"callback-chain", fc::CallbackChain},
     };
     auto it = kScenarios.find(scenario);
     if (it == kScenarios.end()) return Usage();

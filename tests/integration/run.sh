@@ -258,6 +258,22 @@ check_close() {
   if [ -z "$problems" ]; then pass "$name"; else fail "$name" "${problems%; }" "$out" "$err"; fi
 }
 
+# Never worse: without the shim, a process that serves (or keeps callback
+# calls going) forks at once and goes on serving, though stock gRPC's child
+# hangs or fails. Whatever the parent did there it must do with the shim too:
+# check_scenario asserts the same lines of the parent, and the child's
+# success besides.
+check_serving_without_shim() {
+  local s=$1 run=without-shim-$1 problems=""
+  local name="without the shim, $s: fork() returns at once and the parent goes on serving"
+  CLIENT_LIMIT=$((LIMIT < 40 ? LIMIT : 40)) run_client "$s" "$run"
+  local out=$OUT/$run.out err=$OUT/$run.err
+  case "$STATUS" in 124|137) problems+="client $(describe_exit "$STATUS" 40); " ;; esac
+  problems+=$(check_lines "$(serving_parent_lines "$s")" "$out" "$run")
+  reap_leftovers "$out" "$err" >/dev/null
+  if [ -z "$problems" ]; then pass "$name"; else fail "$name" "${problems%; }" "$out" "$err"; fi
+}
+
 start_server $((LIMIT * (${#SCENARIOS[@]} + 10) + 60))
 echo "echo-server on 127.0.0.1:$PORT${TLS_PORT:+, with TLS on localhost:$TLS_PORT}; output in $OUT"
 check_fails_as_stock "without the shim, new-channel fails as with stock gRPC" without-shim new-channel
@@ -272,7 +288,10 @@ check_fails_as_stock "without the shim, inflight-async fails as with stock gRPC"
 check_audit new-channel "audit: new channel to 127.0.0.1:$PORT in this child would share the connection of an inherited channel"
 check_audit inherited-stub "audit: inherited channel to 127.0.0.1:$PORT used in this child"
 check_close
-for s in "${SCENARIOS[@]}"; do check_scenario "$s"; done
+for s in "${SCENARIOS[@]}"; do
+  [ -z "${SERVING[$s]+x}" ] || check_serving_without_shim "$s"
+  check_scenario "$s"
+done
 check_bad_quiesce_ms abc abc
 check_bad_quiesce_ms -1 negative
 check_bad_quiesce_ms 99999999 too-large

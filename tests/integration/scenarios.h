@@ -63,6 +63,12 @@ int InflightSyncStream(const Options& o);
 // (scenarios_quiesce.cc).
 int HeldInGrpc(const Options& o);
 
+// fork() from a process that serves (grpc++ synchronous or callback server),
+// or whose callback-API calls start each other (scenarios_serving.cc).
+int SyncServer(const Options& o);
+int CallbackServer(const Options& o);
+int CallbackChain(const Options& o);
+
 // Processes made by exec, posix_spawn, or forks inside libc (scenarios_libc.cc).
 int ForkExec(const Options& o);
 int PosixSpawn(const Options& o);
