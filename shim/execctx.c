@@ -177,6 +177,16 @@ void fs_execctx_child(void)
 		atomic_store_explicit(&dec_entry, core_dec(), memory_order_relaxed);
 }
 
+/* A child whose core was left blocked (a raw clone() child: core's prefork
+ * ran, its postfork never will): entries are no longer counted, so the
+ * child's gRPC calls, which fail at once there, do not wait for a fork that
+ * ended in another process. */
+void fs_execctx_child_unblocked(void)
+{
+	atomic_store_explicit(&dec_entry, nothing, memory_order_relaxed);
+	atomic_store_explicit(&inc_entry, nothing, memory_order_release);
+}
+
 EXPORT void _ZN9grpc_core4Fork17DoIncExecCtxCountEv(void);
 EXPORT void _ZN9grpc_core4Fork17DoIncExecCtxCountEv(void)
 {

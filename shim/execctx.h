@@ -11,4 +11,8 @@ void fs_execctx_prefork_running(bool running);
 /* Fork path (child): the other threads' entries are gone with them. */
 void fs_execctx_child(void);
 
+/* Fork path (child whose core stays blocked for good: a raw clone() child):
+ * entries into gRPC are let through uncounted from now on. */
+void fs_execctx_child_unblocked(void);
+
 #endif

@@ -302,7 +302,11 @@ static void fork_child(bool restart_grpc)
 		/* A raw clone() child: libc did not prepare it for threads (its
 		 * thread descriptor still names the parent's thread), so gRPC, which
 		 * would start threads here, is left stopped. Its descriptors are
-		 * neutralised all the same, so the parent is safe. */
+		 * neutralised all the same, so the parent is safe. Core's block on
+		 * new entries, set by its prefork, would stay for good: every call
+		 * would wait there, so entries are let through from now on. */
+		if (rec.core == CORE_RAN || rec.core == CORE_THREADS_BUSY)
+			fs_execctx_child_unblocked();
 		fs_log(FS_INFO, "child (clone): generation %u, %u inherited gRPC fds neutralised; gRPC is not "
 				"usable in a clone() child",
 		       fs_generation, neutralised);

@@ -160,6 +160,8 @@ declare -A MUST_SAY=(
   [beyond-bound]='^parent pid=[0-9]+ RUN:parent-stream: ok 3 replies 
 ^child pid=[0-9]+ RUN:child-inherited: attempt UNAVAILABLE\(14\) "grpc-forksafe: gRPC cannot be used in this child.*" in [0-9]{1,3} ms$
 ^child pid=[0-9]+ RUN:child-new: attempt UNAVAILABLE\(14\) "grpc-forksafe: gRPC cannot be used in this child.*" in [0-9]{1,3} ms$'
+  [clone]='^child pid=[0-9]+ RUN:child-inherited: attempt UNAVAILABLE\(14\) "grpc-forksafe: gRPC cannot be used in this child.*" in [0-9]{1,3} ms$
+^parent pid=[0-9]+ clone\(\) child [0-9]+ exited 0: ok$'
   [fork-storm]='^parent pid=[0-9]+ RUN:storm: 40 forks in [0-9.]+ s: [0-9.]+ forks/s; children: 40 exited 0, 0 failed$'
   [held-in-grpc]='^parent pid=[0-9]+ RUN:parent-held: ok peer='
   [channel-churn]=$(busy_lines 10 1)

@@ -51,21 +51,37 @@ int ParentDestroys(const Options& o) {
 namespace {
 // A raw clone() child may not start threads (libc did not prepare it), so it
 // does not use gRPC; it leaves at once.
-int CloneChildBody(void*) { _exit(0); }
+struct CloneArgs {
+  Stub* stub;
+  const Options* o;
+};
+
+// One call on the inherited stub; the harness judges its line. Leaves at once:
+// libc has not prepared this process for anything more.
+int CloneChildBody(void* p) {
+  auto* a = static_cast<CloneArgs*>(p);
+  SetRole("child");
+  Attempt(*a->stub, *a->o, "child-inherited");
+  std::fflush(stdout);
+  _exit(0);
+}
 }  // namespace
 
 // clone() without CLONE_VM runs no pthread_atfork handlers. The parent's
 // channel must survive, and the shim must see the fork exactly once (run.sh).
+// The child's one call must end (run.sh says how), never hang.
 int Clone(const Options& o) {
   auto stub = NewStub(o);
   Say(*stub, o, "parent-before");
-  std::vector<char> stack(256 * 1024);
-  pid_t pid = clone(CloneChildBody, stack.data() + stack.size(), SIGCHLD, nullptr);
+  std::vector<char> stack(1024 * 1024);
+  CloneArgs args{stub.get(), &o};
+  std::fflush(stdout);
+  pid_t pid = clone(CloneChildBody, stack.data() + stack.size(), SIGCHLD, &args);
   if (pid < 0) {
     Fail(std::string("clone: ") + std::strerror(errno));
     return 1;
   }
-  WaitChild(pid, "clone() child");
+  WaitChildWithin(pid, "clone() child", 15000);
   ParentAfter(*stub, o);
   return 0;
 }
