@@ -56,6 +56,7 @@ include tests/passthrough/passthrough.mk
 include tests/embedded/embedded.mk
 include demo/demo.mk
 include tests/python/python.mk
+include tests/programs/programs.mk
 include bench/bench.mk
 include tools/tools.mk
 
@@ -68,6 +69,7 @@ test:
 	@$(MAKE) --no-print-directory test-integration
 	@$(MAKE) --no-print-directory test-python
 	@$(MAKE) --no-print-directory test-embedded
+	@$(MAKE) --no-print-directory test-programs
 	@$(MAKE) --no-print-directory test-valgrind
 	@$(MAKE) --no-print-directory test-wrapper
 

@@ -23,7 +23,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#include "libc.h"
+#include "grpclib.h"
 #include "quiesce.h"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -69,22 +69,12 @@ static void nothing(void)
 {
 }
 
-static count_fn lookup(const char *name)
-{
-	count_fn f;
-
-	*(void **)&f = fs_next_symbol(name);
-	return f != NULL ? f : nothing; /* as before the lookup: the count is core's business */
-}
-
 static count_fn core_fn(_Atomic count_fn *slot, const char *name)
 {
 	count_fn f = atomic_load_explicit(slot, memory_order_relaxed);
 
-	if (__builtin_expect(f == NULL, 0)) {
-		f = lookup(name);
-		atomic_store_explicit(slot, f, memory_order_relaxed);
-	}
+	if (__builtin_expect(f == NULL, 0))
+		*(void **)&f = fs_grpc_core_function((void *_Atomic *)slot, name, (void *)nothing);
 	return f;
 }
 

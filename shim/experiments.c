@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "grpclib.h"
 #include "libc.h"
 #include "log.h"
 
@@ -71,9 +72,9 @@ static void find_turned_off(void)
 	Dl_info info;
 	size_t n;
 
-	*(void **)&real = fs_next_symbol("_ZN9grpc_core19IsExperimentEnabledEm");
+	*(void **)&real = fs_grpc_symbol("_ZN9grpc_core19IsExperimentEnabledEm");
 	atomic_store_explicit(&real_is_enabled, real, memory_order_relaxed);
-	table = fs_next_symbol("_ZN9grpc_core21g_experiment_metadataE");
+	table = fs_grpc_symbol("_ZN9grpc_core21g_experiment_metadataE");
 	if (real == NULL || table == NULL || !fs_mode_acts(fs_cfg.mode) || user_named(polling))
 		return;
 	/* The table's size comes from its symbol, so the search stays inside it. */
@@ -103,7 +104,7 @@ static __attribute__((noinline, cold)) bool ask(size_t id)
 	bool on;
 
 	if (real == NULL) {
-		*(void **)&real = fs_next_symbol("_ZN9grpc_core19IsExperimentEnabledEm");
+		*(void **)&real = fs_grpc_symbol("_ZN9grpc_core19IsExperimentEnabledEm");
 		if (real == NULL)
 			return false;
 		atomic_store_explicit(&real_is_enabled, real, memory_order_relaxed);

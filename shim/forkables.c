@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "grpclib.h"
 #include "libc.h"
 #include "log.h"
 
@@ -48,12 +49,13 @@ static const void *const *base_vptr; /* Forkable's own: not yet a complete objec
 
 static void resolve(void)
 {
+	/* fs_grpc_symbol: also where libgrpc was loaded RTLD_LOCAL (a plugin). */
 	if (real_ctor == NULL)
-		*(void **)&real_ctor = fs_next_symbol("_ZN17grpc_event_engine12experimental8ForkableC2Ev");
+		*(void **)&real_ctor = fs_grpc_symbol("_ZN17grpc_event_engine12experimental8ForkableC2Ev");
 	if (real_dtor == NULL)
-		*(void **)&real_dtor = fs_next_symbol("_ZN17grpc_event_engine12experimental8ForkableD2Ev");
+		*(void **)&real_dtor = fs_grpc_symbol("_ZN17grpc_event_engine12experimental8ForkableD2Ev");
 	if (base_vptr == NULL) {
-		const void *const *vtable = fs_next_symbol("_ZTVN17grpc_event_engine12experimental8ForkableE");
+		const void *const *vtable = fs_grpc_symbol("_ZTVN17grpc_event_engine12experimental8ForkableE");
 
 		if (vtable != NULL)
 			base_vptr = vtable + 2; /* past offset-to-top and type info */

@@ -16,6 +16,8 @@ struct fs_grpc fs_grpc;
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static _Atomic int state = FS_GRPC_UNRESOLVED;
+/* libgrpc loaded RTLD_LOCAL, once found (resolve_once); else NULL. */
+static void *_Atomic local_lib;
 
 /* gRPC core versions this shim was tested with ("29.0.0" is gRPC 1.51). The
  * fork path leans on what core does in its fork hooks, so an unknown core is
@@ -99,6 +101,7 @@ static void resolve_once(void)
 		for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++)
 			*syms[i].slot = dlsym(handle, syms[i].name);
 		/* The handle is kept: it pins a library that was loaded anyway. */
+		atomic_store(&local_lib, handle);
 	}
 	for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
 		if (syms[i].required && *syms[i].slot == NULL) {
@@ -134,4 +137,28 @@ void fs_grpc_resolve(void)
 enum fs_grpc_state fs_grpc_state(void)
 {
 	return atomic_load_explicit(&state, memory_order_acquire);
+}
+
+void *fs_grpc_symbol(const char *name)
+{
+	void *p = fs_next_symbol(name);
+	void *lib = atomic_load(&local_lib);
+
+	/* dlsym on libgrpc's handle searches its dependencies too (libgpr). */
+	return p != NULL || lib == NULL ? p : dlsym(lib, name);
+}
+
+void *fs_grpc_core_function(void *_Atomic *slot, const char *name, void *fallback)
+{
+	void *f = atomic_load_explicit(slot, memory_order_relaxed);
+
+	if (f != NULL)
+		return f;
+	f = fs_grpc_symbol(name);
+	if (f == NULL && fs_grpc_state() == FS_GRPC_UNRESOLVED)
+		return fallback; /* libgrpc may not be found yet (loaded RTLD_LOCAL): ask again */
+	if (f == NULL)
+		f = fallback;
+	atomic_store_explicit(slot, f, memory_order_relaxed);
+	return f;
 }

@@ -64,4 +64,14 @@ extern struct fs_grpc fs_grpc __attribute__((visibility("hidden")));
 void fs_grpc_resolve(void);
 enum fs_grpc_state fs_grpc_state(void);
 
+/* A symbol of gRPC's libraries (libgrpc, libgpr and their dependencies),
+ * found also where they were loaded RTLD_LOCAL, once fs_grpc_resolve has run;
+ * NULL if there is none. Does not resolve by itself. */
+void *fs_grpc_symbol(const char *name);
+
+/* For a hook on one of core's functions: core's `name`, kept in *slot once
+ * found. Until gRPC is resolved, and for good once it is and has no such
+ * function, `fallback`. */
+void *fs_grpc_core_function(void *_Atomic *slot, const char *name, void *fallback);
+
 #endif

@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
+#include "grpclib.h"
 #include "libc.h"
 #include "quiesce.h"
 #include "threads.h"
@@ -28,12 +29,8 @@ static count_fn core_fn(_Atomic count_fn *slot, const char *name)
 {
 	count_fn f = atomic_load_explicit(slot, memory_order_relaxed);
 
-	if (__builtin_expect(f == NULL, 0)) {
-		*(void **)&f = fs_next_symbol(name);
-		if (f == NULL)
-			f = nothing;
-		atomic_store_explicit(slot, f, memory_order_relaxed);
-	}
+	if (__builtin_expect(f == NULL, 0))
+		*(void **)&f = fs_grpc_core_function((void *_Atomic *)slot, name, (void *)nothing);
 	return f;
 }
 
