@@ -46,6 +46,37 @@ inline std::shared_ptr<grpc::Channel> NewChannel(const std::string& target, int 
   return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
 }
 
+// A grpc++ synchronous echo server inside the benchmark's own process, on a
+// free port of 127.0.0.1: Say echoes the tag and payload.
+class SyncEchoServer {
+ public:
+  bool Start() {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(&service_);
+    server_ = builder.BuildAndStart();
+    return server_ != nullptr && port_ > 0;
+  }
+  std::string Target() const { return "127.0.0.1:" + std::to_string(port_); }
+  void Stop() {
+    if (server_ != nullptr) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  }
+
+ private:
+  class Service final : public Echo::Service {
+    grpc::Status Say(grpc::ServerContext*, const forksafe::echo::SayRequest* req,
+                     forksafe::echo::SayReply* reply) override {
+      reply->set_server_pid(getpid());
+      reply->set_tag(req->tag());
+      reply->set_payload(req->payload());
+      return grpc::Status::OK;
+    }
+  };
+  Service service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+};
+
 // One unary Say RPC with the given deadline.
 inline grpc::Status Say(Echo::Stub* stub, const std::string& tag, int64_t deadline_ms) {
   forksafe::echo::SayRequest req;

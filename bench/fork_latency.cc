@@ -2,10 +2,11 @@
 // used gRPC channels: the cost the shim adds to every fork() by preparing
 // gRPC for it.
 //
-// Usage: fork-latency TARGET CHANNELS ITERATIONS [--busy N] [--active N]
+// Usage: fork-latency TARGET CHANNELS ITERATIONS [--busy N] [--active N] [--serve N]
 // Prints: median_us=<t> p90_us=<t> first_us=<t> iterations=<n> channels=<n>
 //         channels_ok_after=<ok>/<checked> busy=<n> busy_ok_after=<ok>/<n>
-//         active=<n> active_rpcs=<n> active_failed=<n>
+//         active=<n> active_rpcs=<n> active_failed=<n> serve=<n> served_rpcs=<n>
+//         served_failed=<n>
 // first_us is the process's first fork(), which is not among the timed ones.
 //
 // --busy N: N other threads are blocked inside gRPC during every fork, each
@@ -18,6 +19,10 @@
 // --active N: N other threads make synchronous Say RPCs back to back on the
 // first channel (replies come at once) during every fork; active_rpcs and
 // active_failed count their RPCs.
+// --serve N: the process runs a grpc++ synchronous echo server of its own,
+// and N other threads make Say RPCs to it back to back during every fork:
+// a process that serves, with its server's threads busy. served_rpcs and
+// served_failed count those RPCs.
 //
 // Each channel gets a distinct channel argument, so each has its own TCP
 // connection, and makes one RPC before timing starts. The child _exit(0)s at
@@ -36,16 +41,18 @@
 #include "bench_common.h"
 
 int main(int argc, char** argv) {
-  int busy = 0, active = 0;
+  int busy = 0, active = 0, serve = 0;
   bool bad_option = false;
   for (int i = 4; i < argc; i += 2) {
     if (i + 1 < argc && std::strcmp(argv[i], "--busy") == 0) busy = std::atoi(argv[i + 1]);
     else if (i + 1 < argc && std::strcmp(argv[i], "--active") == 0) active = std::atoi(argv[i + 1]);
+    else if (i + 1 < argc && std::strcmp(argv[i], "--serve") == 0) serve = std::atoi(argv[i + 1]);
     else bad_option = true;
   }
   if (argc < 4 || bad_option || std::atoi(argv[2]) < 1 || std::atoi(argv[3]) < 1 || busy < 0 ||
-      active < 0) {
-    std::fprintf(stderr, "usage: fork-latency TARGET CHANNELS ITERATIONS [--busy N] [--active N]\n");
+      active < 0 || serve < 0) {
+    std::fprintf(stderr,
+                 "usage: fork-latency TARGET CHANNELS ITERATIONS [--busy N] [--active N] [--serve N]\n");
     return 2;
   }
   const std::string target = argv[1];
@@ -84,6 +91,26 @@ int main(int argc, char** argv) {
     });
   }
 
+  // The process's own server, and its clients.
+  bench::SyncEchoServer own;
+  std::unique_ptr<bench::Echo::Stub> own_stub;
+  std::atomic<long> served_rpcs{0}, served_failed{0};
+  if (serve > 0) {
+    if (!own.Start()) {
+      std::fprintf(stderr, "fork-latency: could not start a server of its own\n");
+      return 1;
+    }
+    own_stub = bench::Echo::NewStub(bench::NewChannel(own.Target()));
+    for (int i = 0; i < serve; i++) {
+      actives.emplace_back([&] {
+        while (!stop) {
+          if (bench::Say(own_stub.get(), "fork-latency-served", 2000).ok()) served_rpcs++;
+          else served_failed++;
+        }
+      });
+    }
+  }
+
   const int warmup = busy > 0 ? 2 : 10;
   std::vector<double> us;
   double first_us = 0;  // the process's first fork, reported on its own: it pays one-off costs
@@ -118,8 +145,11 @@ int main(int argc, char** argv) {
   double p90 = bench::Percentile(&us, 90);
   double median = bench::Percentile(&us, 50);
   std::printf("median_us=%.1f p90_us=%.1f first_us=%.1f iterations=%d channels=%d channels_ok_after=%d/%d "
-              "busy=%d busy_ok_after=%d/%d active=%d active_rpcs=%ld active_failed=%ld\n",
+              "busy=%d busy_ok_after=%d/%d active=%d active_rpcs=%ld active_failed=%ld serve=%d "
+              "served_rpcs=%ld served_failed=%ld\n",
               median, p90, first_us, iterations, channels, ok_after, checked, busy, busy_ok, busy,
-              active, active_rpcs.load(), active_failed.load());
-  return ok_after == channels && busy_ok == busy && active_failed == 0 ? 0 : 1;
+              active, active_rpcs.load(), active_failed.load(), serve, served_rpcs.load(),
+              served_failed.load());
+  own.Stop();
+  return ok_after == channels && busy_ok == busy && active_failed == 0 && served_failed == 0 ? 0 : 1;
 }

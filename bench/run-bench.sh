@@ -146,9 +146,10 @@ busy_args() {
     held1) echo "--busy 1" ;;
     heldN) echo "--busy $THREADS" ;;
     activeN) echo "--active $THREADS" ;;
+    serving) echo "--serve 2" ;;
   esac
 }
-BUSY_CASES="idle held1 heldN activeN"
+BUSY_CASES="idle held1 heldN activeN serving"
 
 echo "== 4/7 fork() latency with threads in gRPC: $BUSY_FORKS forks per run, $BUSY_RUNS runs per side"
 for case in $BUSY_CASES; do
@@ -341,13 +342,15 @@ shim_state="$SHIM (GRPC_FORKSAFE_MODE unset: the default, reconnect)"
   echo "stream whose next reply the server holds back for a minute, and is cancelled"
   echo "at the end (\"intact\" counts the streams still waiting, unharmed, until"
   echo "then). Making RPCs: each makes synchronous Say RPCs back to back, whose"
-  echo "replies come at once. Without the shim, gRPC core skips its fork handlers"
+  echo "replies come at once. Serving: the process runs a grpc++ synchronous server"
+  echo "of its own, which two of its threads call back to back during the forks."
+  echo "Without the shim, gRPC core skips its fork handlers"
   echo "whenever another thread is inside gRPC; with it, the fork first waits for"
   echo "the threads to leave gRPC, for at most GRPC_FORKSAFE_QUIESCE_MS (1000 ms)."
   echo "$BUSY_FORKS timed forks per run after 10 untimed (2 with blocked threads);"
   echo "$BUSY_RUNS runs per side; median of the runs' medians and p90s."
   echo
-  echo "    $BIN/fork-latency $target 1 $BUSY_FORKS [--busy N | --active N]"
+  echo "    $BIN/fork-latency $target 1 $BUSY_FORKS [--busy N | --active N | --serve 2]"
   echo
   echo "| other threads | without: median µs | without: p90 µs | with: median µs | with: p90 µs | ratio of medians | channel alive after (without / with) | streams intact after (without / with) | runs failed (without / with) |"
   echo "|---|---:|---:|---:|---:|---:|---|---|---|"
@@ -357,6 +360,7 @@ shim_state="$SHIM (GRPC_FORKSAFE_MODE unset: the default, reconnect)"
       held1) label="1 blocked" ;;
       heldN) label="$THREADS blocked" ;;
       activeN) label="$THREADS making RPCs" ;;
+      serving) label="a sync server of its own, 2 threads calling it" ;;
     esac
     fa=$tmp/busy-$case.without fb=$tmp/busy-$case.with
     am=$(values median_us "$fa" | stat median)
@@ -367,7 +371,7 @@ shim_state="$SHIM (GRPC_FORKSAFE_MODE unset: the default, reconnect)"
     alive_b=$(values channels_ok_after "$fb" | sort -u | paste -sd, -)
     intact_a=$(values busy_ok_after "$fa" | sort -u | paste -sd, -)
     intact_b=$(values busy_ok_after "$fb" | sort -u | paste -sd, -)
-    bad='timeout=\|crashed=\|active_failed=[1-9]'
+    bad='timeout=\|crashed=\|active_failed=[1-9]\|served_failed=[1-9]'
     echo "| $label | $(fmt 1 "$am") | $(fmt 1 "$ap") | $(fmt 1 "$bm") | $(fmt 1 "$bp") | $(ratio "$bm" "$am") | ${alive_a:--} / ${alive_b:--} | ${intact_a:--} / ${intact_b:--} | $(count "$fa" "$bad") / $(count "$fb" "$bad") |"
   done
   echo
