@@ -193,10 +193,12 @@ static const void *at(const struct elf_view *v, uint64_t off, uint64_t len)
 	return v->base + off;
 }
 
-/* Fills fns (when not NULL) with the file's defined functions; returns how many
- * there are, through *grpc how many of them are gRPC's by name, and through
- * *init whether grpc_init is among them. */
-static size_t scan(const struct elf_view *v, struct fn *fns, size_t *grpc, bool *init)
+/* Fills fns (when not NULL, with at most `cap` entries) with the file's
+ * defined functions; returns how many there are (at most `cap` when filling),
+ * through *grpc how many of them are gRPC's by name, and through *init whether
+ * grpc_init is among them. The file is mapped, not copied: if it changed
+ * between the counting pass and the filling pass, the second may find more. */
+static size_t scan(const struct elf_view *v, struct fn *fns, size_t cap, size_t *grpc, bool *init)
 {
 	const Elf64_Ehdr *eh = at(v, 0, sizeof(*eh));
 	const Elf64_Shdr *sh;
@@ -231,6 +233,8 @@ static size_t scan(const struct elf_view *v, struct fn *fns, size_t *grpc, bool 
 			if (ELF64_ST_TYPE(sym->st_info) != STT_FUNC || sym->st_shndx == SHN_UNDEF || sym->st_value == 0 ||
 			    sym->st_name >= sh[sh[s].sh_link].sh_size)
 				continue;
+			if (fns != NULL && n == cap)
+				return n;
 			name = strs + sym->st_name;
 			/* A weak function (an inline or template instance) may have
 			 * come from either side, as may a file-local one. */
@@ -275,10 +279,10 @@ size_t fs_symranges_load(const char *path)
 	v.base = map;
 	v.size = (size_t)st.st_size;
 	/* A first pass without allocating: most programs hold no gRPC at all. */
-	n = scan(&v, NULL, &grpc, &init);
+	n = scan(&v, NULL, 0, &grpc, &init);
 	if (init && (fns = calloc(n, sizeof(*fns))) != NULL &&
 	    (ranges = calloc(n, sizeof(*ranges))) != NULL) {
-		n = scan(&v, fns, &grpc, &init);
+		n = scan(&v, fns, n, &grpc, &init);
 		qsort(fns, n, sizeof(*fns), by_start);
 		settle_unknowns(fns, n);
 		nranges = merge(fns, n, ranges);

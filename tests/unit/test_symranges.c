@@ -229,3 +229,69 @@ Test(symranges, no_grpc_or_no_symbol_table_finds_nothing)
 	fclose(f);
 	cr_expect_eq(fs_symranges_load(path), 0);
 }
+
+/* The file is mapped, not copied: when it changes between the pass that
+ * counts the functions and the pass that records them, the second must not
+ * record more than the first counted. A thread turns 28 symbols from data
+ * into functions and back while the table is read, over and over; without
+ * the bound the recording pass writes past its array (ASan aborts). */
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+static atomic_bool stop_flipping;
+
+struct flipper {
+	int fd;
+	off_t first; /* file offset of the first flipped symbol */
+	unsigned n;
+};
+
+static void *flip(void *arg)
+{
+	struct flipper *f = arg;
+	Elf64_Sym sym;
+
+	for (unsigned round = 0; !atomic_load(&stop_flipping); round++) {
+		for (unsigned i = 0; i < f->n; i++) {
+			off_t at = f->first + (off_t)i * (off_t)sizeof(sym);
+
+			if (pread(f->fd, &sym, sizeof(sym), at) != sizeof(sym))
+				return NULL;
+			sym.st_info = ELF64_ST_INFO(STB_GLOBAL, round % 2 ? STT_FUNC : STT_OBJECT);
+			if (pwrite(f->fd, &sym, sizeof(sym), at) != sizeof(sym))
+				return NULL;
+		}
+	}
+	return NULL;
+}
+
+Test(symranges, a_file_that_changes_between_the_two_passes_is_read_within_bounds)
+{
+	struct fake_sym syms[30] = { { "grpc_init", STB_GLOBAL, 0x1000, 0x10 },
+				     { "main", STB_GLOBAL, 0x1010, 0x10 } };
+	char names[28][16];
+	struct flipper f;
+	pthread_t t;
+
+	for (unsigned i = 0; i < 28; i++) {
+		snprintf(names[i], sizeof(names[i]), "grpc_fn%u", i);
+		syms[i + 2] = (struct fake_sym){ names[i], STB_GLOBAL, 0x2000 + 0x10 * i, 0x10 };
+	}
+	write_elf(syms, 30);
+	f.fd = open(path, O_RDWR);
+	cr_assert_geq(f.fd, 0);
+	/* ELF header, 3 section headers, the null symbol, grpc_init, main. */
+	f.first = (off_t)(sizeof(Elf64_Ehdr) + 3 * sizeof(Elf64_Shdr) + 3 * sizeof(Elf64_Sym));
+	f.n = 28;
+	pthread_create(&t, NULL, flip, &f);
+	for (int i = 0; i < 20000; i++) {
+		size_t found = fs_symranges_load(path);
+
+		cr_assert_leq(found, 29);
+		fs_symranges_free();
+	}
+	atomic_store(&stop_flipping, true);
+	pthread_join(t, NULL);
+	close(f.fd);
+}
