@@ -252,17 +252,28 @@ void fs_fdreg_adopt(int fd, enum fs_fd_kind kind, bool embedded)
 	put(fd, kind, embedded);
 }
 
-int fs_fdreg_close(int fd, const void *caller, int (*real_close)(int))
+/* `caller` is looked up only for a placeholder, when `grpc` is not known. */
+static int close_entry(int fd, const void *caller, int grpc, int (*real_close)(int))
 {
 	struct slot *s;
 	uint64_t w = word_of(fd, &s);
 
 	if (W_STATE(w) == ST_FREE)
 		return real_close(fd);
-	if (W_STATE(w) == ST_RESERVED && fs_owner_is_grpc(caller))
+	if (W_STATE(w) == ST_RESERVED && (grpc >= 0 ? grpc : fs_owner_is_grpc(caller)))
 		return 0; /* gRPC closing a number it inherited: keep the dead placeholder there */
 	forget(s, w);
 	return real_close(fd);
+}
+
+int fs_fdreg_close(int fd, const void *caller, int (*real_close)(int))
+{
+	return close_entry(fd, caller, -1, real_close);
+}
+
+int fs_fdreg_close_as(int fd, bool grpc, int (*real_close)(int))
+{
+	return close_entry(fd, NULL, grpc, real_close);
 }
 
 /* Closes [first, last] but the placeholders in it, forgetting what it closes. */

@@ -32,6 +32,8 @@ void fs_fdreg_adopt(int fd, enum fs_fd_kind kind, bool embedded);
  * stay taken, because gRPC may still hold it in an inherited transport.
  * Async-signal-safe. */
 int fs_fdreg_close(int fd, const void *caller, int (*real_close)(int));
+/* The same, for a caller known to be gRPC's or not (c-ares' socket functions). */
+int fs_fdreg_close_as(int fd, bool grpc, int (*real_close)(int));
 
 /* close_range() and closefrom() (`last` ~0U): forgets the live entries in
  * the range and closes it, except the numbers held by dead placeholders
