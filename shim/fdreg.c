@@ -54,6 +54,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fdident.h"
 #include "libc.h"
 #include "log.h"
 #include "owner.h"
@@ -77,6 +78,9 @@ struct slot {
 	/* What the number referred to when registered: a later fstat tells
 	 * whether it still does. Written before the word is published. */
 	_Atomic uint64_t dev, ino;
+	/* For epoll sets and eventfds, which share one anonymous inode: what
+	 * fs_fdident_anon said (0 for everything else). */
+	_Atomic uint64_t anon;
 };
 
 static struct slot *_Atomic chunks[FD_CHUNKS];
@@ -156,6 +160,9 @@ static void put(int fd, enum fs_fd_kind kind, bool embedded)
 		st.st_dev = st.st_ino = 0;
 	atomic_store_explicit(&s->dev, st.st_dev, memory_order_relaxed);
 	atomic_store_explicit(&s->ino, st.st_ino, memory_order_relaxed);
+	/* Sockets have inodes of their own: two more system calls only for the
+	 * few epoll sets, eventfds and pipes gRPC makes. */
+	atomic_store_explicit(&s->anon, kind == FS_FD_SOCKET ? 0 : fs_fdident_anon(fd), memory_order_relaxed);
 	old = atomic_load_explicit(&s->word, memory_order_relaxed);
 	/* A live entry still here was closed behind the shim's back and reused. */
 	while (!atomic_compare_exchange_weak_explicit(
@@ -442,13 +449,16 @@ static bool neutralise_one(int fd, struct slot *s, uint64_t w, void *arg)
 		return true; /* already a dead placeholder, from an ancestor */
 	if (!W_EMBEDDED(w) && !n->shared)
 		return true;
-	/* Closed or replaced without the shim seeing it: not gRPC's any more. The
-	 * inode tells sockets apart; epoll sets and eventfds share one anonymous
-	 * inode, so for them this only catches a closed number or another kind of
-	 * object: the hooks on every call that closes or replaces a number keep
-	 * those entries true. */
+	/* Closed or replaced without the shim seeing it (a raw system call): not
+	 * gRPC's any more. The inode tells sockets and pipes apart; epoll sets
+	 * and eventfds share one anonymous inode, so for them the type must match
+	 * too. An epoll set replaced by another epoll set, or an eventfd by
+	 * another eventfd, cannot be told: the hooks on every libc call that
+	 * closes or replaces a number keep those entries true. */
 	if (fstat(fd, &st) != 0 || st.st_dev != atomic_load_explicit(&s->dev, memory_order_relaxed) ||
-	    st.st_ino != atomic_load_explicit(&s->ino, memory_order_relaxed)) {
+	    st.st_ino != atomic_load_explicit(&s->ino, memory_order_relaxed) ||
+	    (atomic_load_explicit(&s->anon, memory_order_relaxed) != 0 &&
+	     fs_fdident_anon(fd) != atomic_load_explicit(&s->anon, memory_order_relaxed))) {
 		forget(s, w);
 		return true;
 	}
@@ -464,6 +474,7 @@ static bool neutralise_one(int fd, struct slot *s, uint64_t w, void *arg)
 		atomic_store_explicit(&s->dev, st.st_dev, memory_order_relaxed);
 		atomic_store_explicit(&s->ino, st.st_ino, memory_order_relaxed);
 	}
+	atomic_store_explicit(&s->anon, 0, memory_order_relaxed); /* a placeholder is never checked again */
 	atomic_store_explicit(&s->word, (w & ~(uint64_t)3) | ST_RESERVED, memory_order_release);
 	n->done++;
 	return true;

@@ -264,6 +264,18 @@ static int close_range_in_parent(void)
 	return app_epoll_on(n, "the application's epoll set at a number closed by close_range was replaced");
 }
 
+/* --- the same after a close no hook sees (a raw system call): an epoll set
+ * where gRPC's eventfd was can be told by its type (another eventfd cannot) */
+
+static int raw_close(void)
+{
+	int n = side_eventfd(), ep;
+
+	if (n < 0 || syscall(SYS_close, n) != 0 || (ep = ready_epoll()) != n)
+		return fail("setup");
+	return app_epoll_on(n, "the application's epoll set at a number closed by a raw close was replaced");
+}
+
 /* --- gRPC's own duplicate, made with fcntl(F_DUPFD) */
 
 static int dupfd_child(void *arg)
@@ -321,6 +333,7 @@ static const struct {
 	{ "closefrom-child", closefrom_in_child },
 	{ "dup2-parent", dup2_in_parent },
 	{ "close-range-parent", close_range_in_parent },
+	{ "raw-close", raw_close },
 	{ "dupfd", dupfd_by_grpc },
 	{ "vfork-close", vfork_close },
 };
@@ -340,6 +353,6 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	fprintf(stderr, "usage: fd-probe SCENARIO (signal-close, blocking-accept, closefrom-child, dup2-parent, "
-			"close-range-parent, dupfd, vfork-close)\n");
+			"close-range-parent, raw-close, dupfd, vfork-close)\n");
 	return 2;
 }

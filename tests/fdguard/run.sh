@@ -41,7 +41,7 @@ judge() {
   fi
 }
 
-for s in signal-close blocking-accept closefrom-child dup2-parent close-range-parent dupfd vfork-close; do
+for s in signal-close blocking-accept closefrom-child dup2-parent close-range-parent raw-close dupfd vfork-close; do
   run "$s-plain" -- "$probe" "$s"
   judge "$s-plain"
   run "$s" LD_PRELOAD="$shim" GRPC_FORKSAFE_OBJECTS=libfdside. FDPROBE_SHIM=1 -- "$probe" "$s"
