@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <signal.h>
@@ -335,4 +336,36 @@ Test(fdreg, dup_onto_a_number_forgets_it_and_a_failed_one_changes_nothing)
 	fs_fdreg_close(sv[1], (void *)real_dup3, fs_libc.close);
 	fs_fdreg_close(other[1], (void *)real_dup3, fs_libc.close);
 	cr_assert_eq(fs_fdreg_count(), before);
+}
+
+static int shared_placeholder_child(void *arg)
+{
+	int *fds = arg; /* three sockets and an eventfd of gRPC's */
+
+	for (int i = 0; i < 4; i++)
+		if (!fs_fdreg_is_reserved(fds[i]))
+			return 1;
+	/* One dead socket dup3'd over every number: one open file description. */
+	for (int i = 1; i < 4; i++)
+		if (inode(fds[i]) != inode(fds[0]))
+			return 2;
+	return 0;
+}
+
+Test(fdreg, placeholders_of_a_kind_share_one_dead_object)
+{
+	int a[2], b[2], c[2], fds[4];
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, a), 0);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, b), 0);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, c), 0);
+	fds[0] = a[0];
+	fds[1] = b[0];
+	fds[2] = c[0];
+	fds[3] = eventfd(0, EFD_CLOEXEC);
+	cr_assert_geq(fds[3], 0);
+	for (int i = 0; i < 3; i++)
+		fs_fdreg_adopt(fds[i], FS_FD_SOCKET, true);
+	fs_fdreg_adopt(fds[3], FS_FD_OTHER, true);
+	cr_assert_eq(in_child(shared_placeholder_child, fds), 0);
 }
