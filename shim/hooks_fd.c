@@ -141,7 +141,8 @@ EXPORT int close(int fd)
 /* Every other call that closes a number or puts something else at it goes
  * through the registry too: an entry left behind would make a child replace
  * whatever the application later put at that number with a dead placeholder
- * (an epoll set or eventfd cannot be told from gRPC's by its inode). */
+ * (an epoll set or eventfd of the same type as gRPC's cannot be told from it:
+ * they share one inode). */
 EXPORT int close_range(unsigned int first, unsigned int last, int flags)
 {
 	return fs_fdreg_close_range(first, last, flags, fs_libc.close_range);
