@@ -54,6 +54,7 @@ include tests/unit/unit.mk
 include tests/integration/integration.mk
 include tests/passthrough/passthrough.mk
 include tests/embedded/embedded.mk
+include tests/fdguard/fdguard.mk
 include demo/demo.mk
 include tests/python/python.mk
 include tests/programs/programs.mk
@@ -66,6 +67,7 @@ test:
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory test-unit
 	@$(MAKE) --no-print-directory test-passthrough
+	@$(MAKE) --no-print-directory test-fdguard
 	@$(MAKE) --no-print-directory test-integration
 	@$(MAKE) --no-print-directory test-python
 	@$(MAKE) --no-print-directory test-embedded

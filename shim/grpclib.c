@@ -69,15 +69,27 @@ static const struct sym syms[] = {
 };
 
 /* libgrpc loaded with RTLD_LOCAL (by a plugin, say) is invisible to
- * RTLD_NEXT, yet its callers still reach the shim's hooks: look it up by name. */
+ * RTLD_NEXT, yet its callers still reach the shim's hooks: look it up by name.
+ * The callback only copies the name: dl_iterate_phdr holds the loader's lock
+ * while it runs, and a dlopen there would take the loader's other lock in the
+ * opposite order to a dlopen running in another thread. */
+struct libgrpc_name {
+	char path[4096];
+	bool found;
+};
+
 static int find_libgrpc(struct dl_phdr_info *info, size_t size, void *out)
 {
+	struct libgrpc_name *name = out;
 	const char *base = fs_basename(info->dlpi_name);
 
 	if (strncmp(base, "libgrpc.so", 10) != 0 && strncmp(base, "libgrpc_unsecure.so", 19) != 0)
 		return 0;
-	*(void **)out = dlopen(info->dlpi_name, RTLD_LAZY | RTLD_NOLOAD);
-	return *(void **)out != NULL;
+	if (strlen(info->dlpi_name) >= sizeof(name->path))
+		return 0;
+	strcpy(name->path, info->dlpi_name);
+	name->found = true;
+	return 1;
 }
 
 static bool version_tested(const char *v)
@@ -90,6 +102,7 @@ static bool version_tested(const char *v)
 
 static void resolve_once(void)
 {
+	static struct libgrpc_name name; /* once, at resolution: no stack for 4 KiB */
 	void *handle = NULL;
 	const char *missing = NULL;
 	unsigned nmissing = 0;
@@ -97,7 +110,8 @@ static void resolve_once(void)
 
 	for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++)
 		*syms[i].slot = fs_next_symbol(syms[i].name);
-	if (fs_grpc.channel_create == NULL && dl_iterate_phdr(find_libgrpc, &handle) && handle != NULL) {
+	if (fs_grpc.channel_create == NULL && dl_iterate_phdr(find_libgrpc, &name) && name.found &&
+	    (handle = dlopen(name.path, RTLD_LAZY | RTLD_NOLOAD)) != NULL) {
 		for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++)
 			*syms[i].slot = dlsym(handle, syms[i].name);
 		/* The handle is kept: it pins a library that was loaded anyway. */

@@ -12,6 +12,8 @@
  * constructor); fs_libc falls back to raw system calls until it is resolved.
  */
 #include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -43,103 +45,189 @@ static enum fs_owner tracked(const void *caller)
 	return owner;
 }
 
-/* Creation and registration happen under the registry lock, which the fork
- * path also takes: a fork sees either no descriptor or a registered one. gRPC
- * makes all of these non-blocking, so the lock is held only for a system call.
- * `plain` is the call as made, `cloexec` the same call with close-on-exec. */
-#define REGISTERED(kind, plain, cloexec)                                                                    \
+/* The creation is announced to the registry before the call and its result
+ * recorded right after, without a lock (fdreg.c says how a fork then sees
+ * either no descriptor or a registered one). `plain` is the call as made,
+ * `cloexec` the same call with close-on-exec; `blocking`: the call may wait
+ * for long (accept), so forks do not wait for it. */
+#define REGISTERED(kind, blocking, plain, cloexec)                                                          \
 	do {                                                                                                \
 		enum fs_owner owner_ = tracked(CALLER);                                                     \
-		void *spare_;                                                                               \
+		bool emb_ = owner_ == FS_OWNER_EMBEDDED;                                                    \
+		struct fs_fd_creating *c_;                                                                  \
 		int fd_, err_;                                                                              \
 		if (owner_ == FS_OWNER_OTHER)                                                               \
 			return plain;                                                                       \
-		spare_ = fs_fdreg_begin_add();                                                              \
+		c_ = fs_fdreg_begin_add(kind, emb_, blocking);                                              \
 		fd_ = cloexec;                                                                              \
 		err_ = errno;                                                                               \
-		fs_fdreg_end_add(spare_, fd_, kind, owner_ == FS_OWNER_EMBEDDED);                           \
+		fs_fdreg_end_add(c_, fd_ >= 0 ? &fd_ : NULL, 1, kind, emb_);                                \
 		errno = err_;                                                                               \
 		return fd_;                                                                                 \
 	} while (0)
 
 EXPORT int socket(int domain, int type, int protocol)
 {
-	REGISTERED(FS_FD_SOCKET, fs_libc.socket(domain, type, protocol),
+	REGISTERED(FS_FD_SOCKET, false, fs_libc.socket(domain, type, protocol),
 		   fs_libc.socket(domain, type | SOCK_CLOEXEC, protocol));
 }
 
 EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len)
 {
-	REGISTERED(FS_FD_SOCKET, fs_libc.accept(fd, addr, len), fs_libc.accept4(fd, addr, len, SOCK_CLOEXEC));
+	REGISTERED(FS_FD_SOCKET, true, fs_libc.accept(fd, addr, len), fs_libc.accept4(fd, addr, len, SOCK_CLOEXEC));
 }
 
 EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 {
-	REGISTERED(FS_FD_SOCKET, fs_libc.accept4(fd, addr, len, flags),
+	REGISTERED(FS_FD_SOCKET, true, fs_libc.accept4(fd, addr, len, flags),
 		   fs_libc.accept4(fd, addr, len, flags | SOCK_CLOEXEC));
 }
 
 EXPORT int epoll_create(int size)
 {
 	/* epoll_create1 needs no size hint; a bad size is still refused as before. */
-	REGISTERED(FS_FD_EPOLL, fs_libc.epoll_create(size),
+	REGISTERED(FS_FD_EPOLL, false, fs_libc.epoll_create(size),
 		   size <= 0 ? fs_libc.epoll_create(size) : fs_libc.epoll_create1(EPOLL_CLOEXEC));
 }
 
 EXPORT int epoll_create1(int flags)
 {
-	REGISTERED(FS_FD_EPOLL, fs_libc.epoll_create1(flags), fs_libc.epoll_create1(flags | EPOLL_CLOEXEC));
+	REGISTERED(FS_FD_EPOLL, false, fs_libc.epoll_create1(flags), fs_libc.epoll_create1(flags | EPOLL_CLOEXEC));
 }
 
 EXPORT int eventfd(unsigned int initval, int flags)
 {
-	REGISTERED(FS_FD_OTHER, fs_libc.eventfd(initval, flags), fs_libc.eventfd(initval, flags | EFD_CLOEXEC));
+	REGISTERED(FS_FD_OTHER, false, fs_libc.eventfd(initval, flags), fs_libc.eventfd(initval, flags | EFD_CLOEXEC));
 }
 
-/* Two descriptors at once: registered one after the other. gRPC uses pipes
- * and socket pairs only where eventfd is missing and for in-process
- * transports, so the short window in which a fork could miss them is accepted. */
-static int register_pair(int rc, int fds[2], enum fs_fd_kind kind, enum fs_owner owner)
-{
-	int err = errno;
-
-	if (rc == 0) {
-		fs_fdreg_adopt(fds[0], kind, owner == FS_OWNER_EMBEDDED);
-		fs_fdreg_adopt(fds[1], kind, owner == FS_OWNER_EMBEDDED);
-	}
-	errno = err;
-	return rc;
-}
+/* Two descriptors at once, announced and registered together. */
+#define REGISTERED_PAIR(kind, fds, plain, cloexec)                                                          \
+	do {                                                                                                \
+		enum fs_owner owner_ = tracked(CALLER);                                                     \
+		bool emb_ = owner_ == FS_OWNER_EMBEDDED;                                                    \
+		struct fs_fd_creating *c_;                                                                  \
+		int rc_, err_;                                                                              \
+		if (owner_ == FS_OWNER_OTHER)                                                               \
+			return plain;                                                                       \
+		c_ = fs_fdreg_begin_add(kind, emb_, false);                                                 \
+		rc_ = cloexec;                                                                              \
+		err_ = errno;                                                                               \
+		fs_fdreg_end_add(c_, rc_ == 0 ? fds : NULL, 2, kind, emb_);                                 \
+		errno = err_;                                                                               \
+		return rc_;                                                                                 \
+	} while (0)
 
 EXPORT int pipe(int fds[2])
 {
-	enum fs_owner owner = tracked(CALLER);
-
-	if (owner == FS_OWNER_OTHER)
-		return fs_libc.pipe(fds);
-	return register_pair(fs_libc.pipe2(fds, O_CLOEXEC), fds, FS_FD_OTHER, owner);
+	REGISTERED_PAIR(FS_FD_OTHER, fds, fs_libc.pipe(fds), fs_libc.pipe2(fds, O_CLOEXEC));
 }
 
 EXPORT int pipe2(int fds[2], int flags)
 {
-	enum fs_owner owner = tracked(CALLER);
-
-	if (owner == FS_OWNER_OTHER)
-		return fs_libc.pipe2(fds, flags);
-	return register_pair(fs_libc.pipe2(fds, flags | O_CLOEXEC), fds, FS_FD_OTHER, owner);
+	REGISTERED_PAIR(FS_FD_OTHER, fds, fs_libc.pipe2(fds, flags), fs_libc.pipe2(fds, flags | O_CLOEXEC));
 }
 
 EXPORT int socketpair(int domain, int type, int protocol, int fds[2])
 {
-	enum fs_owner owner = tracked(CALLER);
-
-	if (owner == FS_OWNER_OTHER)
-		return fs_libc.socketpair(domain, type, protocol, fds);
-	return register_pair(fs_libc.socketpair(domain, type | SOCK_CLOEXEC, protocol, fds), fds, FS_FD_SOCKET,
-			     owner);
+	REGISTERED_PAIR(FS_FD_SOCKET, fds, fs_libc.socketpair(domain, type, protocol, fds),
+			fs_libc.socketpair(domain, type | SOCK_CLOEXEC, protocol, fds));
 }
 
 EXPORT int close(int fd)
 {
 	return fs_fdreg_close(fd, CALLER, fs_libc.close);
+}
+
+/* Every other call that closes a number or puts something else at it goes
+ * through the registry too: an entry left behind would make a child replace
+ * whatever the application later put at that number with a dead placeholder
+ * (an epoll set or eventfd of the same type as gRPC's cannot be told from it:
+ * they share one inode). */
+EXPORT int close_range(unsigned int first, unsigned int last, int flags)
+{
+	return fs_fdreg_close_range(first, last, flags, fs_libc.close_range);
+}
+
+static int closefrom_range(unsigned int first, unsigned int last, int flags)
+{
+	if (fs_libc.close_range(first, last, flags) == 0 || errno != ENOSYS)
+		return 0; /* closefrom() reports nothing */
+	/* A kernel without close_range: libc's closefrom has its own way. */
+	if (last == ~0U)
+		fs_libc.closefrom((int)first);
+	else
+		for (unsigned int fd = first; fd <= last; fd++)
+			fs_libc.close((int)fd);
+	return 0;
+}
+
+EXPORT void closefrom(int lowfd)
+{
+	int err = errno;
+
+	if (lowfd < 0)
+		lowfd = 0; /* as libc does */
+	fs_fdreg_close_range((unsigned int)lowfd, ~0U, 0, closefrom_range);
+	errno = err;
+}
+
+static int dup2_call(int oldfd, int newfd, int flags)
+{
+	return fs_libc.dup2(oldfd, newfd);
+}
+
+static int dup3_call(int oldfd, int newfd, int flags)
+{
+	return fs_libc.dup3(oldfd, newfd, flags);
+}
+
+EXPORT int dup2(int oldfd, int newfd)
+{
+	return fs_fdreg_dup_onto(oldfd, newfd, tracked(CALLER) != FS_OWNER_OTHER, dup2_call, 0);
+}
+
+EXPORT int dup3(int oldfd, int newfd, int flags)
+{
+	/* gRPC's copy is close-on-exec, like everything else it opens. */
+	bool grpc = tracked(CALLER) != FS_OWNER_OTHER;
+
+	return fs_fdreg_dup_onto(oldfd, newfd, grpc, dup3_call, grpc ? flags | O_CLOEXEC : flags);
+}
+
+/* fcntl's third argument is an int, a long or a pointer depending on the
+ * command; all travel in one register, so it is passed on as an unsigned long. */
+static int fcntl_hooked(int (*real)(int, int, ...), const void *caller, int fd, int cmd, unsigned long arg)
+{
+	int newfd, err;
+
+	if ((cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC) || tracked(caller) == FS_OWNER_OTHER)
+		return real(fd, cmd, arg);
+	newfd = real(fd, F_DUPFD_CLOEXEC, arg);
+	err = errno;
+	if (newfd >= 0)
+		fs_fdreg_dup_made(fd, newfd);
+	errno = err;
+	return newfd;
+}
+
+EXPORT int fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	unsigned long arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, unsigned long);
+	va_end(ap);
+	return fcntl_hooked(fs_libc.fcntl, CALLER, fd, cmd, arg);
+}
+
+EXPORT int fcntl64(int fd, int cmd, ...)
+{
+	va_list ap;
+	unsigned long arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, unsigned long);
+	va_end(ap);
+	return fcntl_hooked(fs_libc.fcntl64, CALLER, fd, cmd, arg);
 }

@@ -6,13 +6,15 @@
  *     only adds the child's pid to the log line.
  *   clone() without CLONE_VM runs no atfork handlers: its hook runs the steps.
  *   vfork() and posix_spawn() children share the parent's memory until they
- *     exec, and must not use gRPC: they are seen and logged, nothing more.
+ *     exec, and must not use gRPC: they are seen and logged, and a vfork
+ *     child's closes leave the parent's descriptor registry as it was.
  */
 #include <errno.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <unistd.h>
 
+#include "fdreg.h"
 #include "forkpath.h"
 #include "init.h"
 #include "libc.h"
@@ -31,6 +33,8 @@ EXPORT pid_t fork(void)
 	err = errno;
 	if (pid != 0)
 		fs_fork_hook_leave(pid, err);
+	else
+		fs_fdreg_forked_child();
 	errno = err;
 	return pid;
 }
@@ -46,6 +50,7 @@ static int clone_child_start(void *p)
 {
 	struct clone_start *start = p;
 
+	fs_fdreg_forked_child();
 	fs_fork_child_of_clone();
 	return start->fn(start->arg);
 }
@@ -86,6 +91,8 @@ __attribute__((visibility("hidden"))) void *fs_vfork_target(void);
 void *fs_vfork_target(void)
 {
 	fs_ensure_init();
+	/* The child's changes to the registry would be the parent's. */
+	fs_fdreg_vfork_enter();
 	if (fs_forkpath_active())
 		fs_log(fs_forkpath_grpc_in_use() ? FS_INFO : FS_DEBUG,
 		       "vfork: the child shares this memory until it execs; nothing to do");

@@ -1,6 +1,7 @@
 #include "libc.h"
 
 #include <dlfcn.h>
+#include <stdarg.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -19,6 +20,20 @@ static int sys_epoll_create1(int flags) { return (int)syscall(SYS_epoll_create1,
 static int sys_eventfd(unsigned int v, int f) { return (int)syscall(SYS_eventfd2, v, f); }
 static int sys_pipe(int fds[2]) { return (int)syscall(SYS_pipe2, fds, 0); }
 static int sys_pipe2(int fds[2], int f) { return (int)syscall(SYS_pipe2, fds, f); }
+static int sys_dup2(int o, int n) { return (int)syscall(SYS_dup2, o, n); }
+static int sys_dup3(int o, int n, int f) { return (int)syscall(SYS_dup3, o, n, f); }
+static int sys_fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	unsigned long arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, unsigned long);
+	va_end(ap);
+	return (int)syscall(SYS_fcntl, fd, cmd, arg);
+}
+static int sys_close_range(unsigned int f, unsigned int l, int fl) { return (int)syscall(SYS_close_range, f, l, fl); }
+static void sys_closefrom(int low) { syscall(SYS_close_range, (unsigned int)low, ~0U, 0); }
 
 struct fs_libc fs_libc = {
 	.close = sys_close,
@@ -31,6 +46,12 @@ struct fs_libc fs_libc = {
 	.eventfd = sys_eventfd,
 	.pipe = sys_pipe,
 	.pipe2 = sys_pipe2,
+	.dup2 = sys_dup2,
+	.dup3 = sys_dup3,
+	.fcntl = sys_fcntl,
+	.fcntl64 = sys_fcntl,
+	.close_range = sys_close_range,
+	.closefrom = sys_closefrom,
 	/* fork, vfork, clone and the spawns have no safe system-call stand-in (libc
 	 * keeps per-process state they must update): their hooks initialise the shim
 	 * first, which resolves them. */
@@ -67,6 +88,12 @@ void fs_libc_resolve(void)
 	RESOLVE(eventfd);
 	RESOLVE(pipe);
 	RESOLVE(pipe2);
+	RESOLVE(dup2);
+	RESOLVE(dup3);
+	RESOLVE(fcntl);
+	RESOLVE(fcntl64);
+	RESOLVE(close_range);
+	RESOLVE(closefrom);
 	RESOLVE(fork);
 	RESOLVE(vfork);
 	RESOLVE(clone);

@@ -17,6 +17,12 @@ struct fs_libc {
 	int (*eventfd)(unsigned int, int);
 	int (*pipe)(int[2]);
 	int (*pipe2)(int[2], int);
+	int (*dup2)(int, int);
+	int (*dup3)(int, int, int);
+	int (*fcntl)(int, int, ...);
+	int (*fcntl64)(int, int, ...);
+	int (*close_range)(unsigned int, unsigned int, int);
+	void (*closefrom)(int);
 	pid_t (*fork)(void);
 	pid_t (*vfork)(void);
 	int (*clone)(int (*)(void *), void *, int, void *, ...);

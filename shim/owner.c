@@ -13,10 +13,12 @@
  * libraries. */
 static const char *const shared_prefixes[] = { "libgrpc", "libgpr." };
 
-/* Libraries gRPC uses whichever copy of gRPC it is: c-ares sockets are owned
- * and polled by gRPC's resolver. They belong to the shared gRPC when one is
- * loaded, and to an embedded gRPC (grpcio links libcares.so) otherwise. */
-static const char *const helper_prefixes[] = { "libcares.", "libaddress_sorting." };
+/* gRPC's own helper library, used by whichever copy of gRPC is loaded (the
+ * c-ares resolver sorts addresses with it; its sockets live for one call):
+ * the shared gRPC's when one is loaded, an embedded gRPC's otherwise.
+ * libcares is not here: programs use it for their own DNS too, and the
+ * sockets of gRPC's c-ares channels are told apart by channel (hooks_ares.c). */
+static const char *const helper_prefixes[] = { "libaddress_sorting." };
 
 /* Objects that carry a copy of gRPC inside them: Debian's python3-grpcio
  * (grpc/_cython/cygrpc.cpython-*.so). */
@@ -115,8 +117,8 @@ static enum fs_owner classify(const void *addr, bool which)
 	if (starts_with_any(base, shared_prefixes, COUNT(shared_prefixes)))
 		return FS_OWNER_SHARED;
 	if (starts_with_any(base, helper_prefixes, COUNT(helper_prefixes)))
-		/* dl_iterate_phdr takes the loader's lock, never the shim's; c-ares
-		 * opens a socket per query, so this is not a hot path. */
+		/* dl_iterate_phdr takes the loader's lock, never the shim's; address
+		 * sorting opens a socket per resolution, so this is not a hot path. */
 		return !which || dl_iterate_phdr(find_shared_grpc, NULL) ? FS_OWNER_SHARED : FS_OWNER_EMBEDDED;
 	if (starts_with_any(base, embedded_prefixes, COUNT(embedded_prefixes)) ||
 	    starts_with_any(base, user_names, nuser))

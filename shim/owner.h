@@ -8,8 +8,8 @@
 
 enum fs_owner {
 	FS_OWNER_OTHER,
-	/* gRPC's shared libraries: libgrpc*, libgpr, and the c-ares library
-	 * gRPC resolves names with. The shim also reaches this gRPC's API. */
+	/* gRPC's shared libraries: libgrpc*, libgpr, and libaddress_sorting
+	 * when no embedded gRPC uses it. The shim also reaches this gRPC's API. */
 	FS_OWNER_SHARED,
 	/* gRPC compiled into another object: Python's cygrpc module, an object
 	 * named in GRPC_FORKSAFE_OBJECTS, or the program itself when it was
@@ -22,7 +22,7 @@ enum fs_owner {
 void fs_owner_init(const char *names);
 
 /* Never the shim itself. No allocation. Takes the loader's lock only for a
- * call from a library that both kinds of gRPC use (c-ares), to tell whose it
+ * call from a library that both kinds of gRPC use (libaddress_sorting), to tell whose it
  * is: not for use under a shim lock. */
 enum fs_owner fs_owner_of(const void *addr);
 

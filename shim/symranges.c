@@ -13,6 +13,9 @@
  * so a helper between two gRPC functions came from a gRPC object file. A
  * helper next to the program's own code is left to the program: wrongly
  * claiming one of the program's descriptors would be worse than missing one.
+ * For the same reason a gRPC-named function alone among the program's code
+ * (its own grpc_reconnect(), a grpc++ inline emitted into its object) is the
+ * program's: gRPC's own functions come in long runs.
  *
  * Read once, at start-up, with plain file reads into memory of its own; the
  * ranges are then only read, by binary search, with no lock.
@@ -21,6 +24,7 @@
 
 #include <elf.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -36,7 +40,7 @@ struct range {
 static struct range *ranges;
 static size_t nranges;
 
-enum cls { CLS_OTHER, CLS_GRPC, CLS_UNKNOWN };
+enum cls { CLS_OTHER, CLS_GRPC, CLS_UNKNOWN, CLS_ISOLATED /* gRPC by name, alone: the program's */ };
 
 struct fn {
 	uintptr_t start, end;
@@ -120,6 +124,33 @@ static int by_start(const void *a, const void *b)
 	return (int)x->cls - (int)y->cls;
 }
 
+/* A function gRPC's by name whose nearest named neighbours on both sides are
+ * the program's (or absent) lies among the program's own code: a function of
+ * the program's that merely has a gRPC-like name (grpc_..., or taking gRPC's
+ * types), or a gRPC inline emitted into one of the program's objects. Either
+ * way its calls are the program's. gRPC's own functions come in long runs: the
+ * linker lays libgrpc.a's objects out together. */
+static void demote_isolated(struct fn *fns, size_t n)
+{
+	size_t prev = SIZE_MAX;
+
+	for (size_t i = 0; i < n; i++) {
+		size_t next;
+
+		if (fns[i].cls == CLS_UNKNOWN)
+			continue;
+		for (next = i + 1; next < n && fns[next].cls == CLS_UNKNOWN; next++)
+			;
+		if (fns[i].cls == CLS_GRPC && (prev == SIZE_MAX || fns[prev].cls == CLS_OTHER) &&
+		    (next == n || fns[next].cls == CLS_OTHER))
+			fns[i].cls = CLS_ISOLATED; /* still gRPC's to its right-hand neighbour's eyes */
+		prev = i;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (fns[i].cls == CLS_ISOLATED)
+			fns[i].cls = CLS_OTHER;
+}
+
 /* Settles each unknown (file-local, plainly named) function from its named
  * neighbours: gRPC's only when both are. */
 static void settle_unknowns(struct fn *fns, size_t n)
@@ -193,10 +224,12 @@ static const void *at(const struct elf_view *v, uint64_t off, uint64_t len)
 	return v->base + off;
 }
 
-/* Fills fns (when not NULL) with the file's defined functions; returns how many
- * there are, through *grpc how many of them are gRPC's by name, and through
- * *init whether grpc_init is among them. */
-static size_t scan(const struct elf_view *v, struct fn *fns, size_t *grpc, bool *init)
+/* Fills fns (when not NULL, with at most `cap` entries) with the file's
+ * defined functions; returns how many there are (at most `cap` when filling),
+ * through *grpc how many of them are gRPC's by name, and through *init whether
+ * grpc_init is among them. The file is mapped, not copied: if it changed
+ * between the counting pass and the filling pass, the second may find more. */
+static size_t scan(const struct elf_view *v, struct fn *fns, size_t cap, size_t *grpc, bool *init)
 {
 	const Elf64_Ehdr *eh = at(v, 0, sizeof(*eh));
 	const Elf64_Shdr *sh;
@@ -231,13 +264,18 @@ static size_t scan(const struct elf_view *v, struct fn *fns, size_t *grpc, bool 
 			if (ELF64_ST_TYPE(sym->st_info) != STT_FUNC || sym->st_shndx == SHN_UNDEF || sym->st_value == 0 ||
 			    sym->st_name >= sh[sh[s].sh_link].sh_size)
 				continue;
+			if (fns != NULL && n == cap)
+				return n;
 			name = strs + sym->st_name;
 			/* A weak function (an inline or template instance) may have
 			 * come from either side, as may a file-local one. */
 			if (fs_symranges_name_is_grpc(name) || static_helper_of_grpc(name, sym))
 				cls = CLS_GRPC;
 			else
-				cls = ELF64_ST_BIND(sym->st_info) == STB_GLOBAL ? CLS_OTHER : CLS_UNKNOWN;
+				/* A thunk (_ZTh, _ZTv, _ZTc) is its class's code, wherever
+				 * that class is from: its neighbours decide. */
+				cls = ELF64_ST_BIND(sym->st_info) == STB_GLOBAL && strncmp(name, "_ZT", 3) != 0 ? CLS_OTHER
+													      : CLS_UNKNOWN;
 			*grpc += cls == CLS_GRPC;
 			*init = *init || strcmp(name, "grpc_init") == 0;
 			if (fns != NULL) {
@@ -275,11 +313,12 @@ size_t fs_symranges_load(const char *path)
 	v.base = map;
 	v.size = (size_t)st.st_size;
 	/* A first pass without allocating: most programs hold no gRPC at all. */
-	n = scan(&v, NULL, &grpc, &init);
+	n = scan(&v, NULL, 0, &grpc, &init);
 	if (init && (fns = calloc(n, sizeof(*fns))) != NULL &&
 	    (ranges = calloc(n, sizeof(*ranges))) != NULL) {
-		n = scan(&v, fns, &grpc, &init);
+		n = scan(&v, fns, n, &grpc, &init);
 		qsort(fns, n, sizeof(*fns), by_start);
+		demote_isolated(fns, n);
 		settle_unknowns(fns, n);
 		nranges = merge(fns, n, ranges);
 		struct range *fit = realloc(ranges, (nranges ? nranges : 1) * sizeof(*ranges));

@@ -6,9 +6,12 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -201,4 +204,168 @@ Test(fdreg, embedded_grpc_descriptors_are_guarded_on_their_own)
 	fds[2] = b[0];
 	fds[3] = (int)inode(b[0]);
 	cr_assert_eq(in_child_neutralising(false, embedded_only_child, fds), 0);
+}
+
+/* close() is async-signal-safe: a handler may close (and fork) while its
+ * thread is inside the registry's close. Nothing there may wait for the
+ * interrupted thread; a hang ends in the suite's timeout. */
+static int handler_fd[2] = { -1, -1 };
+static volatile sig_atomic_t handled;
+static const void *handler_grpc; /* dlopen is no function for a handler */
+
+static void close_in_handler(int sig)
+{
+	int err = errno, sv[2];
+
+	if (fs_libc.socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0) {
+		fs_fdreg_adopt(sv[0], FS_FD_SOCKET, true);
+		fs_fdreg_close(sv[0], handler_grpc, fs_libc.close);
+		fs_fdreg_close(sv[1], (void *)close_in_handler, fs_libc.close);
+	}
+	if (handled % 8 == 0) {
+		pid_t pid;
+
+		fs_fdreg_lock();
+		pid = fork();
+		if (pid == 0) {
+			fs_fdreg_child_reset_lock();
+			fs_fdreg_neutralise_locked(true);
+			_exit(0);
+		}
+		fs_fdreg_unlock();
+		waitpid(pid, NULL, 0);
+	}
+	handled++;
+	errno = err;
+}
+
+Test(fdreg, a_signal_handler_closes_and_forks_while_its_thread_is_in_close)
+{
+	struct itimerval every = { { 0, 100 }, { 0, 100 } }, stop = { { 0, 0 }, { 0, 0 } };
+	struct sigaction sa = { .sa_handler = close_in_handler, .sa_flags = SA_RESTART };
+	long i;
+
+	handler_grpc = grpc_code();
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, handler_fd), 0);
+	fs_fdreg_adopt(handler_fd[0], FS_FD_SOCKET, true);
+	cr_assert_eq(sigaction(SIGALRM, &sa, NULL), 0);
+	setitimer(ITIMER_REAL, &every, NULL);
+	for (i = 0; handled < 500 && i < 5000000; i++) {
+		int sv[2];
+
+		cr_assert_eq(fs_libc.socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+		fs_fdreg_adopt(sv[0], FS_FD_SOCKET, true);
+		fs_fdreg_close(sv[0], handler_grpc, fs_libc.close);
+		fs_fdreg_close(sv[1], (void *)close_in_handler, fs_libc.close);
+	}
+	setitimer(ITIMER_REAL, &stop, NULL);
+	cr_assert_geq(handled, 500, "only %d signals in %ld iterations", (int)handled, i);
+	cr_assert(fs_fdreg_contains(handler_fd[0]));
+}
+
+static int range_child(void *arg)
+{
+	int *fds = arg; /* [0] a placeholder, [1] a live entry, [2] the application's */
+
+	if (fs_fdreg_close_range((unsigned)fds[0] < (unsigned)fds[1] ? (unsigned)fds[0] : (unsigned)fds[1], ~0U, 0,
+				 fs_libc.close_range) != 0)
+		return 1;
+	if (fcntl(fds[0], F_GETFD) < 0 || !fs_fdreg_is_reserved(fds[0]))
+		return 2; /* the placeholder's number stays taken */
+	if (fcntl(fds[1], F_GETFD) >= 0 || fs_fdreg_contains(fds[1]))
+		return 3; /* the live one is closed and forgotten */
+	if (fcntl(fds[2], F_GETFD) >= 0)
+		return 4; /* everything else in the range is closed */
+	return 0;
+}
+
+Test(fdreg, a_bulk_close_forgets_live_entries_and_keeps_placeholders)
+{
+	int a[2], b[2], c, fds[3];
+	pid_t pid;
+	int status;
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, a), 0);
+	fs_fdreg_adopt(a[0], FS_FD_SOCKET, true);
+	pid = fork();
+	if (pid == 0) {
+		fs_fdreg_child_reset_lock();
+		fs_fdreg_neutralise_locked(true); /* a[0] is a placeholder from here on */
+		if (socketpair(AF_UNIX, SOCK_STREAM, 0, b) != 0)
+			_exit(10);
+		fs_fdreg_adopt(b[0], FS_FD_SOCKET, true);
+		c = open("/dev/null", O_RDONLY);
+		fds[0] = a[0];
+		fds[1] = b[0];
+		fds[2] = c > a[0] && c > b[0] ? c : -1;
+		_exit(fds[2] < 0 ? 11 : range_child(fds));
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+}
+
+static int failing_dup(int oldfd, int newfd, int flags)
+{
+	errno = EBADF;
+	return -1;
+}
+
+static int real_dup3(int oldfd, int newfd, int flags)
+{
+	return fs_libc.dup3(oldfd, newfd, flags);
+}
+
+Test(fdreg, dup_onto_a_number_forgets_it_and_a_failed_one_changes_nothing)
+{
+	int sv[2], other[2];
+	size_t before = fs_fdreg_count();
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, other), 0);
+	fs_fdreg_adopt(sv[0], FS_FD_SOCKET, false);
+	cr_assert_eq(fs_fdreg_dup_onto(other[0], sv[0], false, failing_dup, 0), -1);
+	cr_assert_eq(errno, EBADF);
+	cr_assert(fs_fdreg_contains(sv[0]), "a failed dup must leave the entry");
+	cr_assert_eq(fs_fdreg_dup_onto(other[0], sv[0], false, real_dup3, O_CLOEXEC), sv[0]);
+	cr_assert_not(fs_fdreg_contains(sv[0]), "the number now holds the application's socket");
+	cr_assert_eq(fs_fdreg_count(), before);
+	/* gRPC's own duplicate of its descriptor is gRPC's too. */
+	fs_fdreg_adopt(other[1], FS_FD_SOCKET, true);
+	cr_assert_eq(fs_fdreg_dup_onto(other[1], sv[1], true, real_dup3, O_CLOEXEC), sv[1]);
+	cr_assert(fs_fdreg_contains(sv[1]));
+	fs_fdreg_close(sv[1], (void *)real_dup3, fs_libc.close);
+	fs_fdreg_close(other[1], (void *)real_dup3, fs_libc.close);
+	cr_assert_eq(fs_fdreg_count(), before);
+}
+
+static int shared_placeholder_child(void *arg)
+{
+	int *fds = arg; /* three sockets and an eventfd of gRPC's */
+
+	for (int i = 0; i < 4; i++)
+		if (!fs_fdreg_is_reserved(fds[i]))
+			return 1;
+	/* One dead socket dup3'd over every number: one open file description. */
+	for (int i = 1; i < 4; i++)
+		if (inode(fds[i]) != inode(fds[0]))
+			return 2;
+	return 0;
+}
+
+Test(fdreg, placeholders_of_a_kind_share_one_dead_object)
+{
+	int a[2], b[2], c[2], fds[4];
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, a), 0);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, b), 0);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, c), 0);
+	fds[0] = a[0];
+	fds[1] = b[0];
+	fds[2] = c[0];
+	fds[3] = eventfd(0, EFD_CLOEXEC);
+	cr_assert_geq(fds[3], 0);
+	for (int i = 0; i < 3; i++)
+		fs_fdreg_adopt(fds[i], FS_FD_SOCKET, true);
+	fs_fdreg_adopt(fds[3], FS_FD_OTHER, true);
+	cr_assert_eq(in_child(shared_placeholder_child, fds), 0);
 }

@@ -138,7 +138,8 @@ Test(symranges, helper_between_grpc_functions_is_grpc)
 
 /* A helper of the program's that happens to follow a gRPC function (an inline
  * gRPC template emitted into the program's object, say) stays the program's:
- * its descriptors must never be taken for gRPC's. */
+ * its descriptors must never be taken for gRPC's. So does that gRPC function,
+ * alone among the program's own. */
 Test(symranges, helper_next_to_program_code_is_not_grpc)
 {
 	const struct fake_sym syms[] = {
@@ -151,7 +152,7 @@ Test(symranges, helper_next_to_program_code_is_not_grpc)
 	};
 
 	cr_assert_eq(fs_symranges_load(write_elf(syms, 6)), 2);
-	cr_expect(fs_symranges_contains(0x1010));
+	cr_expect_not(fs_symranges_contains(0x1010), "a gRPC inline alone among the program's code is the program's");
 	cr_expect_not(fs_symranges_contains(0x1030));
 	cr_expect_not(fs_symranges_contains(0x1070));
 	cr_expect_not(fs_symranges_contains(0x10b0));
@@ -199,16 +200,18 @@ Test(symranges, static_helper_with_grpc_parameters_is_grpc)
 	const struct fake_sym syms[] = {
 		{ "_Z28TcpOptionsFromEndpointConfigRKN17grpc_event_engine12experimental14EndpointConfigE",
 		  STB_GLOBAL, 0x1000, 0x40 },
+		/* wakeup_fd_eventfd.cc: its helpers come together */
 		{ "_ZL14eventfd_createP14grpc_wakeup_fd", STB_LOCAL, 0x1040, 0x40 },
-		{ "_ZN12_GLOBAL__N_18EchoImpl3SayEPN4grpc13ServerContextE", STB_LOCAL, 0x1080, 0x40 },
-		{ "main", STB_GLOBAL, 0x10c0, 0x40 },
+		{ "_ZL15eventfd_consumeP14grpc_wakeup_fd", STB_LOCAL, 0x1080, 0x40 },
+		{ "_ZN12_GLOBAL__N_18EchoImpl3SayEPN4grpc13ServerContextE", STB_LOCAL, 0x10c0, 0x40 },
+		{ "main", STB_GLOBAL, 0x1100, 0x40 },
 		{ "grpc_init", STB_GLOBAL, 0x2000, 0x40 },
 	};
 
-	cr_assert_eq(fs_symranges_load(write_elf(syms, 5)), 2);
+	cr_assert_eq(fs_symranges_load(write_elf(syms, 6)), 3);
 	cr_expect(fs_symranges_contains(0x1050));
 	cr_expect_not(fs_symranges_contains(0x1010));
-	cr_expect_not(fs_symranges_contains(0x1090), "the program's service method");
+	cr_expect_not(fs_symranges_contains(0x10d0), "the program's service method");
 }
 
 Test(symranges, no_grpc_or_no_symbol_table_finds_nothing)
@@ -228,4 +231,93 @@ Test(symranges, no_grpc_or_no_symbol_table_finds_nothing)
 	fputs("\177ELF garbage", f);
 	fclose(f);
 	cr_expect_eq(fs_symranges_load(path), 0);
+}
+
+/* A program's own function with a gRPC-like name, among the program's own
+ * code, is the program's; gRPC's own functions, which come in runs, stay
+ * gRPC's, including one whose name does not say so between them. */
+Test(symranges, a_programs_own_grpc_named_function_is_the_programs)
+{
+	const struct fake_sym syms[] = {
+		{ "main", STB_GLOBAL, 0x1000, 0x40 },
+		{ "grpc_my_reconnect", STB_GLOBAL, 0x1040, 0x40 },
+		{ "parse_args", STB_GLOBAL, 0x1080, 0x40 },
+		{ "grpc_init", STB_GLOBAL, 0x2000, 0x40 },
+		{ "grpc_shutdown", STB_GLOBAL, 0x2040, 0x40 },
+		{ "tsi_create_fake_handshaker", STB_GLOBAL, 0x2080, 0x40 },
+		{ "grpc_fake_transport_security_credentials_create", STB_GLOBAL, 0x20c0, 0x40 },
+		{ "grpc_fake_server_security_connector_create", STB_GLOBAL, 0x2100, 0x40 },
+	};
+
+	cr_assert_eq(fs_symranges_load(write_elf(syms, 8)), 5);
+	cr_expect_not(fs_symranges_contains(0x1050), "the program's grpc_my_reconnect");
+	cr_expect(fs_symranges_contains(0x2010));
+	cr_expect(fs_symranges_contains(0x20d0));
+	cr_expect(fs_symranges_contains(0x2110));
+}
+
+/* The file is mapped, not copied: when it changes between the pass that
+ * counts the functions and the pass that records them, the second must not
+ * record more than the first counted. A thread turns 28 symbols from data
+ * into functions and back while the table is read, over and over; without
+ * the bound the recording pass writes past its array (ASan aborts). */
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+static atomic_bool stop_flipping;
+
+struct flipper {
+	int fd;
+	off_t first; /* file offset of the first flipped symbol */
+	unsigned n;
+};
+
+static void *flip(void *arg)
+{
+	struct flipper *f = arg;
+	Elf64_Sym sym;
+
+	for (unsigned round = 0; !atomic_load(&stop_flipping); round++) {
+		for (unsigned i = 0; i < f->n; i++) {
+			off_t at = f->first + (off_t)i * (off_t)sizeof(sym);
+
+			if (pread(f->fd, &sym, sizeof(sym), at) != sizeof(sym))
+				return NULL;
+			sym.st_info = ELF64_ST_INFO(STB_GLOBAL, round % 2 ? STT_FUNC : STT_OBJECT);
+			if (pwrite(f->fd, &sym, sizeof(sym), at) != sizeof(sym))
+				return NULL;
+		}
+	}
+	return NULL;
+}
+
+Test(symranges, a_file_that_changes_between_the_two_passes_is_read_within_bounds)
+{
+	struct fake_sym syms[30] = { { "grpc_init", STB_GLOBAL, 0x1000, 0x10 },
+				     { "main", STB_GLOBAL, 0x1010, 0x10 } };
+	char names[28][16];
+	struct flipper f;
+	pthread_t t;
+
+	for (unsigned i = 0; i < 28; i++) {
+		snprintf(names[i], sizeof(names[i]), "grpc_fn%u", i);
+		syms[i + 2] = (struct fake_sym){ names[i], STB_GLOBAL, 0x2000 + 0x10 * i, 0x10 };
+	}
+	write_elf(syms, 30);
+	f.fd = open(path, O_RDWR);
+	cr_assert_geq(f.fd, 0);
+	/* ELF header, 3 section headers, the null symbol, grpc_init, main. */
+	f.first = (off_t)(sizeof(Elf64_Ehdr) + 3 * sizeof(Elf64_Shdr) + 3 * sizeof(Elf64_Sym));
+	f.n = 28;
+	pthread_create(&t, NULL, flip, &f);
+	for (int i = 0; i < 20000; i++) {
+		size_t found = fs_symranges_load(path);
+
+		cr_assert_leq(found, 29);
+		fs_symranges_free();
+	}
+	atomic_store(&stop_flipping, true);
+	pthread_join(t, NULL);
+	close(f.fd);
 }
