@@ -3,7 +3,7 @@
 // gRPC for it.
 //
 // Usage: fork-latency TARGET CHANNELS ITERATIONS [--busy N] [--active N] [--serve N]
-// Prints: median_us=<t> p90_us=<t> first_us=<t> iterations=<n> channels=<n>
+// Prints: median_us=<t> p90_us=<t> max_us=<t> first_us=<t> iterations=<n> channels=<n>
 //         channels_ok_after=<ok>/<checked> busy=<n> busy_ok_after=<ok>/<n>
 //         active=<n> active_rpcs=<n> active_failed=<n> serve=<n> served_rpcs=<n>
 //         served_failed=<n>
@@ -144,10 +144,11 @@ int main(int argc, char** argv) {
 
   double p90 = bench::Percentile(&us, 90);
   double median = bench::Percentile(&us, 50);
-  std::printf("median_us=%.1f p90_us=%.1f first_us=%.1f iterations=%d channels=%d channels_ok_after=%d/%d "
+  double max = bench::Percentile(&us, 100);
+  std::printf("median_us=%.1f p90_us=%.1f max_us=%.1f first_us=%.1f iterations=%d channels=%d channels_ok_after=%d/%d "
               "busy=%d busy_ok_after=%d/%d active=%d active_rpcs=%ld active_failed=%ld serve=%d "
               "served_rpcs=%ld served_failed=%ld\n",
-              median, p90, first_us, iterations, channels, ok_after, checked, busy, busy_ok, busy,
+              median, p90, max, first_us, iterations, channels, ok_after, checked, busy, busy_ok, busy,
               active, active_rpcs.load(), active_failed.load(), serve, served_rpcs.load(),
               served_failed.load());
   own.Stop();

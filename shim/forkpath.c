@@ -117,8 +117,13 @@ static enum core_outcome quiesce_and_prefork(void)
 	}
 	inside = fs_quiesce_begin(&deadline);
 	fs_forkables_prepare();
-	while ((core = core_prefork()) == CORE_SKIPPED_BUSY && ms_since(&start) < fs_cfg.quiesce_ms)
+	while ((core = core_prefork()) == CORE_SKIPPED_BUSY && ms_since(&start) < fs_cfg.quiesce_ms) {
+		/* A call made just before the fork asked may now be waiting in
+		 * pluck() for a thread the fork parked: let those go back in. */
+		if ((inside = fs_quiesce_again()) > 0)
+			break;
 		nanosleep(&pause, NULL);
+	}
 	waited = ms_since(&start);
 	if (waited > 0)
 		fs_quiesce_note_wait((unsigned long)waited);

@@ -166,10 +166,15 @@ void *fs_grpc_core_function(void *_Atomic *slot, const char *name, void *fallbac
 {
 	void *f = atomic_load_explicit(slot, memory_order_relaxed);
 
+	enum fs_grpc_state st;
+
 	if (f != NULL)
 		return f;
+	/* The state first: once it is settled, the handle of a libgrpc loaded
+	 * RTLD_LOCAL is known, so a failed lookup after it is final. */
+	st = fs_grpc_state();
 	f = fs_grpc_symbol(name);
-	if (f == NULL && fs_grpc_state() == FS_GRPC_UNRESOLVED)
+	if (f == NULL && st == FS_GRPC_UNRESOLVED)
 		return fallback; /* libgrpc may not be found yet (loaded RTLD_LOCAL): ask again */
 	if (f == NULL)
 		f = fallback;

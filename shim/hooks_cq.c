@@ -30,7 +30,7 @@ EXPORT grpc_event grpc_completion_queue_next(grpc_completion_queue *cq, gpr_time
 	}
 	for (;;) {
 		if (!fs_quiesce_enter(w, cq)) {
-			fs_quiesce_wait_at_door();
+			fs_quiesce_wait_next_door();
 			continue;
 		}
 		ev = fs_grpc.cq_next(cq, deadline, reserved);

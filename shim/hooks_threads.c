@@ -9,7 +9,9 @@
 #include <stdlib.h>
 
 #include "grpclib.h"
+#include "init.h"
 #include "libc.h"
+#include "owner.h"
 #include "quiesce.h"
 #include "threads.h"
 
@@ -38,14 +40,16 @@ EXPORT void _ZN9grpc_core4Fork14IncThreadCountEv(void);
 EXPORT void _ZN9grpc_core4Fork14IncThreadCountEv(void)
 {
 	core_fn(&real_inc, "_ZN9grpc_core4Fork14IncThreadCountEv")();
-	fs_threads_note_counted();
+	if (fs_grpc_protects()) /* else the shim never answers core's wait */
+		fs_threads_note_counted();
 }
 
 EXPORT void _ZN9grpc_core4Fork14DecThreadCountEv(void);
 EXPORT void _ZN9grpc_core4Fork14DecThreadCountEv(void)
 {
 	core_fn(&real_dec, "_ZN9grpc_core4Fork14DecThreadCountEv")();
-	fs_threads_note_uncounted();
+	if (fs_grpc_protects())
+		fs_threads_note_uncounted();
 }
 
 /* Called by grpc_prefork in the forking thread, once core has stopped its
@@ -90,7 +94,10 @@ EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr, void *(
 			return EAGAIN;
 		atomic_store_explicit(&real_create, create, memory_order_relaxed);
 	}
-	if (__builtin_expect(!fs_threads_take_creating(), 1))
+	/* Only libgpr's creation right after the count: a count whose thread
+	 * was created some other way (not through this hook) must not mark an
+	 * unrelated thread. */
+	if (__builtin_expect(!fs_threads_take_creating(), 1) || !fs_owner_is_grpc_core(__builtin_return_address(0)))
 		return create(thread, attr, fn, arg);
 	if ((s = malloc(sizeof(*s))) == NULL)
 		return create(thread, attr, fn, arg); /* unmarked: a fork waits for it, within the bound */

@@ -5,9 +5,11 @@
  * grpc_completion_queue_next or _pluck (hooks_cq.c).
  *
  * The fork asks in two steps: first it waits for the threads in pluck(),
- * while those in next() go on (a plucked call may need one of them: a server
- * of this process answering its own client, a callback finishing the call);
- * then it asks the threads in next() out.
+ * while those in next() go in and out as usual (a plucked call may need one
+ * of them: a server of this process answering its own client, a callback
+ * finishing the call); then it asks the threads in next() out. A call that
+ * passed its gate just before the request and enters pluck() only then sends
+ * the fork back to the first step: the threads in next() are let back in.
  *
  * - A thread waiting in next() is woken at once: the fork path posts an event
  *   with a private tag on its queue, through a connectivity watch on a lame
@@ -58,6 +60,15 @@ static pthread_cond_t resume = PTHREAD_COND_INITIALIZER;  /* the fork is done */
 atomic_bool fs_quiesce_requested;
 #define requested fs_quiesce_requested
 atomic_bool fs_quiesce_parking;
+/* Under the lock. `fork_epoch` counts the forks ended in this process,
+ * `parking_round` the times a fork asked the threads in next() out. A thread
+ * waits at the door only for the fork, or the round, it saw, never into the
+ * next one (as a thread not scheduled in between would otherwise do). */
+static unsigned long fork_epoch, parking_round;
+/* The thread posting wake-ups, which holds the lock meanwhile: a gRPC call
+ * made while posting that ends up in fs_quiesce_wake_forker (a thread gRPC
+ * failed to start) must not take it again. */
+static __thread bool posting __attribute__((tls_model("initial-exec")));
 /* Fenced until fs_quiesce_init knows better: safe whatever the kernel. */
 atomic_bool fs_quiesce_fenced = true;
 /* membarrier failed at a fork although it had been registered: from then on
@@ -269,22 +280,38 @@ struct waiter *fs_quiesce_self_slow(void)
 	return w;
 }
 
-/* Outside gRPC, until no fork is pending. A parked thread is seen as such by
- * core's wait for its own threads (fs_quiesce_await_parked). */
-void fs_quiesce_wait_at_door(void)
+/* Outside gRPC, until the fork pending now is done (new calls, channels) or,
+ * for a thread that came out of next(), until it is let back in. A parked
+ * thread is seen as such by core's wait for its own threads
+ * (fs_quiesce_await_parked). */
+static void wait_at_door(bool from_next)
 {
 	struct waiter *w = fs_quiesce_self();
+	unsigned long my_epoch, my_round;
 
 	pthread_mutex_lock(&lock);
+	my_epoch = fork_epoch;
+	my_round = parking_round;
 	if (w != NULL && atomic_load(&requested)) {
 		w->parked = true;
 		pthread_cond_broadcast(&left);
 	}
-	while (atomic_load(&requested))
+	while (atomic_load(&requested) && fork_epoch == my_epoch &&
+	       (!from_next || (atomic_load(&fs_quiesce_parking) && parking_round == my_round)))
 		pthread_cond_wait(&resume, &lock);
 	if (w != NULL)
 		w->parked = false;
 	pthread_mutex_unlock(&lock);
+}
+
+void fs_quiesce_wait_at_door(void)
+{
+	wait_at_door(false);
+}
+
+void fs_quiesce_wait_next_door(void)
+{
+	wait_at_door(true);
 }
 
 void fs_quiesce_park(bool parked)
@@ -303,6 +330,10 @@ void fs_quiesce_park(bool parked)
 /* A thread that was inside saw the request on its way out (or back). */
 void fs_quiesce_wake_forker(void)
 {
+	if (posting) {
+		pthread_cond_broadcast(&left); /* this thread holds the lock */
+		return;
+	}
 	pthread_mutex_lock(&lock);
 	pthread_cond_broadcast(&left);
 	pthread_mutex_unlock(&lock);
@@ -434,13 +465,14 @@ static bool before(const struct timespec *a, const struct timespec *b)
 	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
 }
 
-/* Under the lock: waits until count() is zero or the deadline has passed;
- * returns the last count. */
-static unsigned wait_for(unsigned (*count)(void), const struct timespec *deadline, bool exact)
+/* Under the lock: waits until count() is zero, or abort() (if given) is
+ * not, or the deadline has passed; returns the last count. */
+static unsigned wait_for(unsigned (*count)(void), unsigned (*abort)(void), const struct timespec *deadline,
+			 bool exact)
 {
 	unsigned n;
 
-	while ((n = count()) > 0) {
+	while ((n = count()) > 0 && (abort == NULL || abort() == 0)) {
 		struct timespec until = *deadline, now;
 
 		/* Without an exact handshake a leaving thread may not wake us:
@@ -454,7 +486,42 @@ static unsigned wait_for(unsigned (*count)(void), const struct timespec *deadlin
 		    !before(&until, deadline))
 			return count();
 	}
-	return 0;
+	return n;
+}
+
+/* Under the lock: F's heavy barrier, after its store to `requested` or
+ * `parking`. False when it could not be forced on the other threads; they
+ * then fence themselves from now on, and those that did not yet hear are
+ * found by polling, at this fork and every later one. */
+static bool heavy_barrier(void)
+{
+	bool exact = barrier_all() && !degraded;
+
+	if (!exact && !degraded) {
+		degraded = true;
+		atomic_store_explicit(&fs_quiesce_fenced, true, memory_order_relaxed);
+		fs_log(FS_WARN, "membarrier failed (%s): threads waiting in gRPC fence themselves from now on",
+		       strerror(errno));
+	}
+	return exact;
+}
+
+/* Under the lock, so no queue can be shut down between the check and the
+ * post: posting to a shut-down queue is fatal in gRPC. */
+static void post_wake_ups(grpc_channel *wake)
+{
+	posting = true;
+	for (struct waiter *w = atomic_load(&waiters); wake != NULL && w != NULL; w = w->next) {
+		grpc_completion_queue *q;
+
+		if (w == fs_quiesce_me || !atomic_load_explicit(&w->inside, memory_order_acquire))
+			continue;
+		q = atomic_load_explicit(&w->queue, memory_order_relaxed);
+		if (q != NULL && !is_shut(q))
+			fs_grpc.channel_watch_connectivity_state(wake, GRPC_CHANNEL_IDLE,
+								 fs_grpc.now(GPR_CLOCK_MONOTONIC), q, &wake_tag);
+	}
+	posting = false;
 }
 
 /* The bound of the fork in progress; set while `requested` is. */
@@ -479,53 +546,67 @@ bool fs_quiesce_await_parked(bool (*done)(unsigned parked_tracked))
 	return ok;
 }
 
+/* Under the lock: the two steps, within the fork's bound, until no thread is
+ * inside; returns how many still are. */
+static unsigned settle(grpc_channel *wake, bool exact)
+{
+	unsigned inside;
+
+	for (;;) {
+		/* Step 1: the threads in pluck(), while the threads in next() go
+		 * on: a call may need one of them to complete (a server of this
+		 * process answering its own client, a callback finishing it). */
+		inside = wait_for(count_plucking, NULL, &fork_deadline, exact);
+		if (inside != 0)
+			return inside;
+		/* Step 2: the threads in next(), the same handshake on `parking`. */
+		parking_round++;
+		atomic_store(&fs_quiesce_parking, true);
+		exact = heavy_barrier();
+		post_wake_ups(wake);
+		inside = wait_for(count_inside, count_plucking, &fork_deadline, exact);
+		if (inside == 0 || count_plucking() == 0)
+			return inside;
+		/* A call that passed its gate just before the request has entered
+		 * pluck() since step 1 looked, and may need the threads just
+		 * parked: let them go back into next() and start again. */
+		atomic_store(&fs_quiesce_parking, false);
+		pthread_cond_broadcast(&resume);
+	}
+}
+
+static grpc_channel *current_wake(void)
+{
+	return fs_grpc.now != NULL ? atomic_load(&wake_channel) : NULL;
+}
+
 /* Fork path. Allocates nothing of its own; posting a wake-up is a gRPC call
  * (it allocates inside gRPC, before core's prefork, as any gRPC call would). */
 unsigned fs_quiesce_begin(const struct timespec *deadline)
 {
-	grpc_channel *wake = fs_grpc.now != NULL ? atomic_load(&wake_channel) : NULL;
 	unsigned inside;
-	bool exact;
 
 	pthread_mutex_lock(&lock);
 	fork_deadline = *deadline;
 	atomic_store(&requested, true);
-	/* The heavy half of the handshake: see the note above membarrier(). */
-	exact = barrier_all() && !degraded;
-	if (!exact && !degraded) {
-		/* Threads fence themselves from now on; those that did not yet
-		 * are found by polling, now and at every later fork. */
-		degraded = true;
-		atomic_store_explicit(&fs_quiesce_fenced, true, memory_order_relaxed);
-		fs_log(FS_WARN, "membarrier failed (%s): threads waiting in gRPC fence themselves from now on",
-		       strerror(errno));
-	}
-	/* Threads in pluck() first, while the threads in next() go on: a call
-	 * may need one of them to complete (a server of this process answering
-	 * its own client, a callback that finishes it). Those that come out of
-	 * next() meanwhile wait at the door. */
-	inside = wait_for(count_plucking, deadline, exact);
-	if (inside == 0) {
-		/* Now the threads in next(): the same handshake, on `parking`. */
-		atomic_store(&fs_quiesce_parking, true);
-		exact = barrier_all() && !degraded;
-	}
-	/* Held while posting, so no queue can be shut down between the check and
-	 * the post: posting to a shut-down queue is fatal in gRPC. */
-	for (struct waiter *w = atomic_load(&waiters); inside == 0 && wake != NULL && w != NULL; w = w->next) {
-		grpc_completion_queue *q;
+	inside = settle(current_wake(), heavy_barrier() /* the note above membarrier() */);
+	pthread_mutex_unlock(&lock);
+	return inside;
+}
 
-		if (w == fs_quiesce_me || !atomic_load_explicit(&w->inside, memory_order_acquire))
-			continue;
-		q = atomic_load_explicit(&w->queue, memory_order_relaxed);
-		if (q != NULL && !is_shut(q))
-			fs_grpc.channel_watch_connectivity_state(wake, GRPC_CHANNEL_IDLE,
-								 fs_grpc.now(GPR_CLOCK_MONOTONIC), q, &wake_tag);
+/* Fork path, when core found a thread inside gRPC after all: one whose call
+ * passed its gate just before the request may have entered pluck() since,
+ * waiting for a thread now parked. Then both steps again; else nothing. */
+unsigned fs_quiesce_again(void)
+{
+	unsigned inside = 0;
+
+	pthread_mutex_lock(&lock);
+	if (count_plucking() > 0) {
+		atomic_store(&fs_quiesce_parking, false);
+		pthread_cond_broadcast(&resume);
+		inside = settle(current_wake(), !degraded); /* `requested` is long seen */
 	}
-	if (inside == 0)
-		inside = wait_for(count_inside, deadline, exact);
-	else
-		inside = count_inside();
 	pthread_mutex_unlock(&lock);
 	return inside;
 }
@@ -533,6 +614,7 @@ unsigned fs_quiesce_begin(const struct timespec *deadline)
 void fs_quiesce_end_parent(void)
 {
 	pthread_mutex_lock(&lock);
+	fork_epoch++;
 	atomic_store(&fs_quiesce_parking, false);
 	atomic_store(&requested, false);
 	pthread_cond_broadcast(&resume);

@@ -53,7 +53,11 @@ static inline struct waiter *fs_quiesce_self(void)
 	return __builtin_expect(w != NULL, 1) ? w : fs_quiesce_self_slow();
 }
 
+/* Outside gRPC until the pending fork is done: new calls and channels. */
 void fs_quiesce_wait_at_door(void);
+/* The same for a thread the fork asked out of next(): until the fork is done,
+ * or lets the threads in next() go back in (quiesce.c). */
+void fs_quiesce_wait_next_door(void);
 void fs_quiesce_wake_forker(void);
 void fs_quiesce_back_out(struct waiter *w);
 
@@ -139,6 +143,12 @@ static inline void fs_quiesce_note_destroy(grpc_completion_queue *cq)
  * `deadline` (CLOCK_MONOTONIC). Returns how many are still inside. Threads
  * that arrive meanwhile wait at the door. */
 unsigned fs_quiesce_begin(const struct timespec *deadline);
+
+/* Fork path, after core refused because a thread was inside gRPC: if a call
+ * that passed its gate just before the fork is now being plucked, both steps
+ * of fs_quiesce_begin again, within the same bound; returns how many threads
+ * are still inside (0 when there was nothing to do). */
+unsigned fs_quiesce_again(void);
 
 /* After the fork: in the parent the waiting threads go back in; in the child
  * they do not exist, and their records are freed for reuse. */

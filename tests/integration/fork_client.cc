@@ -9,11 +9,11 @@
 //             busy-stream-no-grpc sync-threads async-thread fork-threads fork-storm
 //             held-in-grpc channel-churn channel-churn-bare register-churn
 //             fork-threads-busy inflight-async inflight-sync-stream sync-server
-//             callback-server callback-chain
+//             sync-server-forks callback-server callback-chain
 //   --run          prefix of every request tag (default: the scenario name)
 //   --deadline-ms  deadline of every RPC (default 2000)
 //   --ca           PEM root certificates of a TLS server (tls-composite)
-//   --forks        how many children: fork-storm (40), channel-churn (10),
+//   --forks        how many children: fork-storm (40), sync-server-forks (10), channel-churn (10),
 //                  channel-churn-bare (30), register-churn (10)
 //   --threads      sync-threads (8), fork-storm (4): threads making RPCs;
 //                  channel-churn (1), channel-churn-bare (2): threads making
@@ -52,8 +52,9 @@ int Usage() {
                "           parent-destroys clone busy-stream-no-grpc beyond-bound sync-threads async-thread\n"
                "           fork-threads fork-storm held-in-grpc channel-churn\n"
                "           channel-churn-bare register-churn fork-threads-busy\n"
-               "           inflight-async inflight-sync-stream sync-server callback-server\n"
-               "           callback-chain\n");
+               "           inflight-async inflight-sync-stream sync-server sync-server-forks\n"
+               "           callback-server"
+               " callback-chain\n");
   return 2;
 }
 
@@ -142,6 +143,7 @@ int main(int argc, char** argv) {
         {"inflight-async", fc::InflightAsync},
         {"inflight-sync-stream", fc::InflightSyncStream},
         {"sync-server", fc::SyncServer},
+        {"sync-server-forks", fc::SyncServerForks},
         {"callback-server", fc::CallbackServer},
         {"callback-chain", fc::CallbackChain},
     };

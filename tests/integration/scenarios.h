@@ -66,6 +66,7 @@ int HeldInGrpc(const Options& o);
 // fork() from a process that serves (grpc++ synchronous or callback server),
 // or whose callback-API calls start each other (scenarios_serving.cc).
 int SyncServer(const Options& o);
+int SyncServerForks(const Options& o);
 int CallbackServer(const Options& o);
 int CallbackChain(const Options& o);
 

@@ -13,6 +13,11 @@
 // channel of its own. The parent, after the child is gone, calls both again
 // and checks that its own server answered every call of both processes.
 //
+// sync-server-forks: the same server and load, and 10 forks back to back
+// (--forks), each child calling its parent's server and the inherited stub
+// once: a fork must never find the server's threads still parked from the
+// fork before.
+//
 // callback-chain: 4 chains of callback-API calls, each call started from the
 // previous one's completion callback, run on one channel while the main
 // thread forks; the child calls on the inherited stub and on a channel of its
@@ -20,6 +25,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -117,7 +123,9 @@ pid_t TimedFork(const Options& o, const std::function<int()>& child) {
   return pid;
 }
 
-int Serving(const Options& o, grpc::Service* service, Served& served) {
+// forks > 1: that many forks back to back, each child making one call to its
+// parent's server and one on the stub it inherited.
+int Serving(const Options& o, grpc::Service* service, Served& served, int forks = 1) {
   int port = 0;
   grpc::ServerBuilder builder;
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -149,16 +157,35 @@ int Serving(const Options& o, grpc::Service* service, Served& served) {
   if (!going.WaitFor(1, kChildWaitMs)) Fail("the load on the parent's own server did not start");
 
   int at_fork = load_done;
-  pid_t pid = TimedFork(o, [&] {
-    auto parents = StubTo(port);
-    Say(*parents, o, "own-child-1");
-    Say(*parents, o, "own-child-2");
-    Say(*stub, o, "child-inherited");
-    auto fresh = NewStub(o);
-    Say(*fresh, o, "child-new");
-    return 0;
-  });
-  WaitChildWithin(pid, "child", kChildWaitMs);
+  const int child_own_calls = forks == 1 ? 2 : forks;
+  if (forks == 1) {
+    pid_t pid = TimedFork(o, [&] {
+      auto parents = StubTo(port);
+      Say(*parents, o, "own-child-1");
+      Say(*parents, o, "own-child-2");
+      Say(*stub, o, "child-inherited");
+      auto fresh = NewStub(o);
+      Say(*fresh, o, "child-new");
+      return 0;
+    });
+    WaitChildWithin(pid, "child", kChildWaitMs);
+  } else {
+    long long longest = 0;
+    for (int i = 1; i <= forks; i++) {
+      auto t = std::chrono::steady_clock::now();
+      pid_t pid = ForkChild([&] {
+        auto parents = StubTo(port);
+        Say(*parents, o, "own-child-" + std::to_string(i));
+        Say(*stub, o, "child-inherited-" + std::to_string(i));
+        return 0;
+      });
+      longest = std::max(longest, MsSince(t));
+      WaitChildWithin(pid, "child", kChildWaitMs);
+    }
+    std::printf("%s pid=%d %s:forks: %d forks back to back; the longest fork() returned after %lld ms\n",
+                Role().c_str(), getpid(), o.run.c_str(), forks, longest);
+    std::printf("EXPECT-CALLS parent=4 child=%d\n", forks);
+  }
   stop = true;
   for (auto& th : load) th.join();
   std::printf("%s pid=%d %s:own-load: %s %d calls from %d threads, %d failed, %d after the fork\n",
@@ -168,9 +195,10 @@ int Serving(const Options& o, grpc::Service* service, Served& served) {
   Say(*own, o, "own-parent-after");
   ParentAfter(*stub, o);
   int served_child = served.ChildCalls();
-  std::printf("%s pid=%d %s:own-server: %s served %d of the child's 2 calls\n", Role().c_str(),
-              getpid(), o.run.c_str(), served_child == 2 ? "ok" : "FAIL", served_child);
-  if (served_child != 2) Fail("the parent's own server did not serve the child's calls");
+  std::printf("%s pid=%d %s:own-server: %s served %d of the children's %d calls\n", Role().c_str(),
+              getpid(), o.run.c_str(), served_child == child_own_calls ? "ok" : "FAIL", served_child,
+              child_own_calls);
+  if (served_child != child_own_calls) Fail("the parent's own server did not serve the child's calls");
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   return 0;
 }
@@ -181,6 +209,12 @@ int SyncServer(const Options& o) {
   Served served;
   SyncEcho service(&served);
   return Serving(o, &service, served);
+}
+
+int SyncServerForks(const Options& o) {
+  Served served;
+  SyncEcho service(&served);
+  return Serving(o, &service, served, o.forks > 0 ? o.forks : 10);
 }
 
 int CallbackServer(const Options& o) {
