@@ -58,6 +58,7 @@ include tests/fdguard/fdguard.mk
 include demo/demo.mk
 include tests/python/python.mk
 include tests/programs/programs.mk
+include tests/fuzz/fuzz.mk
 include bench/bench.mk
 include tools/tools.mk
 
@@ -66,6 +67,7 @@ test:
 	@scripts/ensure-deps test
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory test-unit
+	@$(MAKE) --no-print-directory test-fuzz
 	@$(MAKE) --no-print-directory test-passthrough
 	@$(MAKE) --no-print-directory test-fdguard
 	@$(MAKE) --no-print-directory test-integration

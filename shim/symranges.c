@@ -217,9 +217,11 @@ struct elf_view {
 	size_t size;
 };
 
-static const void *at(const struct elf_view *v, uint64_t off, uint64_t len)
+/* `len` bytes at `off`, aligned for what is read there (a file's offsets are
+ * its own to choose: a misaligned table is refused, not read). */
+static const void *at(const struct elf_view *v, uint64_t off, uint64_t len, uint64_t align)
 {
-	if (off > v->size || len > v->size - off)
+	if (off > v->size || len > v->size - off || off % align != 0)
 		return NULL;
 	return v->base + off;
 }
@@ -231,7 +233,7 @@ static const void *at(const struct elf_view *v, uint64_t off, uint64_t len)
  * between the counting pass and the filling pass, the second may find more. */
 static size_t scan(const struct elf_view *v, struct fn *fns, size_t cap, size_t *grpc, bool *init)
 {
-	const Elf64_Ehdr *eh = at(v, 0, sizeof(*eh));
+	const Elf64_Ehdr *eh = at(v, 0, sizeof(*eh), 1);
 	const Elf64_Shdr *sh;
 	size_t n = 0;
 
@@ -240,7 +242,7 @@ static size_t scan(const struct elf_view *v, struct fn *fns, size_t cap, size_t 
 	if (eh == NULL || memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 || eh->e_ident[EI_CLASS] != ELFCLASS64 ||
 	    eh->e_shentsize != sizeof(Elf64_Shdr))
 		return 0;
-	sh = at(v, eh->e_shoff, (uint64_t)eh->e_shnum * sizeof(*sh));
+	sh = at(v, eh->e_shoff, (uint64_t)eh->e_shnum * sizeof(*sh), _Alignof(Elf64_Shdr));
 	if (sh == NULL)
 		return 0;
 	for (unsigned s = 0; s < eh->e_shnum; s++) {
@@ -251,8 +253,8 @@ static size_t scan(const struct elf_view *v, struct fn *fns, size_t cap, size_t 
 		if (sh[s].sh_type != SHT_SYMTAB || sh[s].sh_link >= eh->e_shnum || sh[s].sh_entsize != sizeof(Elf64_Sym))
 			continue;
 		count = sh[s].sh_size / sizeof(Elf64_Sym);
-		syms = at(v, sh[s].sh_offset, count * sizeof(Elf64_Sym));
-		strs = at(v, sh[sh[s].sh_link].sh_offset, sh[sh[s].sh_link].sh_size);
+		syms = at(v, sh[s].sh_offset, count * sizeof(Elf64_Sym), _Alignof(Elf64_Sym));
+		strs = at(v, sh[sh[s].sh_link].sh_offset, sh[sh[s].sh_link].sh_size, 1);
 		if (syms == NULL || strs == NULL || sh[sh[s].sh_link].sh_size == 0 ||
 		    strs[sh[sh[s].sh_link].sh_size - 1] != '\0')
 			continue;
