@@ -223,6 +223,16 @@ size_t fs_fdreg_live_locked(size_t *embedded)
 	return n;
 }
 
+size_t fs_fdreg_live_sockets_locked(bool embedded)
+{
+	struct fd_entry *e;
+	size_t n = 0;
+
+	RB_FOREACH(e, fd_tree, &tree)
+		n += !e->reserved && e->embedded == embedded && e->kind == FS_FD_SOCKET;
+	return n;
+}
+
 size_t fs_fdreg_count(void)
 {
 	return atomic_load(&count);

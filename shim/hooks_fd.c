@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "config.h"
 #include "fdreg.h"
 #include "grpclib.h"
@@ -52,8 +53,16 @@ static enum fs_owner tracked(const void *caller)
 		enum fs_owner owner_ = tracked(CALLER);                                                     \
 		void *spare_;                                                                               \
 		int fd_, err_;                                                                              \
-		if (owner_ == FS_OWNER_OTHER)                                                               \
-			return plain;                                                                       \
+		if (owner_ == FS_OWNER_OTHER) {                                                             \
+			if (__builtin_expect(fs_cfg.mode != FS_MODE_AUDIT, 1))                              \
+				return plain;                                                               \
+			/* Audit: the call as made, then counted if embedded gRPC made it. */               \
+			fd_ = plain;                                                                        \
+			err_ = errno;                                                                       \
+			fs_audit_fd_opened(fd_, kind, CALLER);                                              \
+			errno = err_;                                                                       \
+			return fd_;                                                                         \
+		}                                                                                           \
 		spare_ = fs_fdreg_begin_add();                                                              \
 		fd_ = cloexec;                                                                              \
 		err_ = errno;                                                                               \
