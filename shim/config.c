@@ -2,6 +2,9 @@
 
 #include <bsd/stdlib.h>
 #include <ctype.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
 #include <stdio.h>
 #include <strings.h>
 
@@ -33,6 +36,7 @@ void fs_config_defaults(struct fs_config *cfg)
 	cfg->log_level = FS_WARN;
 	cfg->allow_untested = false;
 	cfg->log_file = NULL;
+	cfg->log_fd = -1;
 	cfg->quiesce_ms = FS_QUIESCE_MS_DEFAULT;
 	cfg->objects = NULL;
 	cfg->embedded = FS_EMBEDDED_RESET;
@@ -100,6 +104,59 @@ bool fs_parse_bool(const char *var, const char *text, bool def)
 	return def;
 }
 
+/* GRPC_FORKSAFE_LOG_FD, a number: -1 when unset or not a descriptor number. */
+static int log_fd_setting(const char *text)
+{
+	const char *why = NULL;
+	long long n = -1;
+
+	if (text == NULL || *text == '\0')
+		return -1;
+	if (!isdigit((unsigned char)text[0]))
+		why = "invalid";
+	else
+		n = strtonum(text, 0, INT_MAX, &why);
+	if (why == NULL)
+		return (int)n;
+	fs_log(FS_WARN, "GRPC_FORKSAFE_LOG_FD=\"%s\" is %s (accepted: a descriptor number from 0 to %d); not used",
+	       text, why, INT_MAX);
+	return -1;
+}
+
+/* The descriptor first: it needs no permission a process may have lost (one
+ * that changed user cannot open a private file of its parent's). A complaint
+ * that neither can be used is made once: the process marks its environment,
+ * and its children and the programs they exec stay silent about it. */
+static void open_log(struct fs_config *cfg, fs_getenv_fn get)
+{
+	const char *path = get("GRPC_FORKSAFE_LOG_FILE"), *marked = get("GRPC_FORKSAFE_LOG_WARNED");
+	const char *fd_why = NULL;
+	bool warned = false, said = false;
+	int file_err = 0;
+
+	if (marked != NULL && *marked != '\0')
+		warned = fs_parse_bool("GRPC_FORKSAFE_LOG_WARNED", marked, false);
+	cfg->log_fd = log_fd_setting(get("GRPC_FORKSAFE_LOG_FD"));
+	if (cfg->log_fd >= 0 && (fd_why = fs_log_use_fd(cfg->log_fd)) == NULL)
+		return;
+	if (path != NULL && *path != '\0') {
+		cfg->log_file = path;
+		file_err = fs_log_open_file(path);
+	}
+	if (fd_why != NULL && !warned) {
+		fs_log(FS_WARN, "GRPC_FORKSAFE_LOG_FD=%d cannot be used (%s); logging to %s", cfg->log_fd, fd_why,
+		       cfg->log_file != NULL && file_err == 0 ? "GRPC_FORKSAFE_LOG_FILE" : "stderr");
+		said = true;
+	}
+	if (file_err != 0 && !warned) {
+		fs_log(FS_WARN, "GRPC_FORKSAFE_LOG_FILE=\"%s\" cannot be opened (%s); logging to stderr", path,
+		       strerror(file_err));
+		said = true;
+	}
+	if (said && setenv("GRPC_FORKSAFE_LOG_WARNED", "1", 1) != 0)
+		fs_log(FS_DEBUG, "cannot set GRPC_FORKSAFE_LOG_WARNED: its children will say so again");
+}
+
 void fs_config_load(struct fs_config *cfg, fs_getenv_fn get)
 {
 	const char *v;
@@ -115,10 +172,7 @@ void fs_config_load(struct fs_config *cfg, fs_getenv_fn get)
 	}
 	fs_log_level = cfg->log_level;
 	/* Opened before anything else is reported, so that it all goes there. */
-	if ((v = get("GRPC_FORKSAFE_LOG_FILE")) != NULL && *v != '\0') {
-		cfg->log_file = v;
-		fs_log_open_file(v);
-	}
+	open_log(cfg, get);
 	if ((v = get("GRPC_FORKSAFE_MODE")) != NULL && *v != '\0')
 		cfg->mode = fs_parse_choice("GRPC_FORKSAFE_MODE", v, mode_choices, FS_MODE_RECONNECT);
 	if ((v = get("GRPC_FORKSAFE_QUIESCE_MS")) != NULL && *v != '\0')

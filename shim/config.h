@@ -29,6 +29,7 @@ struct fs_config {
 	int log_level;       /* enum fs_level */
 	bool allow_untested; /* act on a gRPC core version the shim was not tested with */
 	const char *log_file; /* append log lines here instead of stderr */
+	int log_fd;           /* GRPC_FORKSAFE_LOG_FD: an inherited descriptor for them, or -1 */
 	long quiesce_ms;      /* how long a fork waits for threads to leave gRPC */
 	const char *objects;  /* GRPC_FORKSAFE_OBJECTS: more objects with gRPC inside */
 	int embedded;         /* enum fs_embedded */

@@ -516,6 +516,27 @@ size_t fs_fdreg_live_locked(size_t *embedded)
 	return c.all;
 }
 
+struct socket_count {
+	bool embedded;
+	size_t n;
+};
+
+static bool count_socket(int fd, struct slot *s, uint64_t w, void *arg)
+{
+	struct socket_count *c = arg;
+
+	c->n += W_STATE(w) == ST_LIVE && W_KIND(w) == FS_FD_SOCKET && W_EMBEDDED(w) == c->embedded;
+	return true;
+}
+
+size_t fs_fdreg_live_sockets_locked(bool embedded)
+{
+	struct socket_count c = { embedded, 0 };
+
+	each_entry(count_socket, &c);
+	return c.n;
+}
+
 size_t fs_fdreg_count(void)
 {
 	return atomic_load(&count);

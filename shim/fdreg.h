@@ -77,6 +77,8 @@ unsigned fs_fdreg_neutralise_locked(bool shared);
 
 /* Counts, for logs, statistics and tests. */
 size_t fs_fdreg_live_locked(size_t *embedded);
+/* Live sockets, of embedded gRPC when `embedded`, else of the shared one. */
+size_t fs_fdreg_live_sockets_locked(bool embedded);
 size_t fs_fdreg_count(void);
 bool fs_fdreg_is_reserved(int fd);
 bool fs_fdreg_contains(int fd);

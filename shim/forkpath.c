@@ -24,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "audit.h"
 #include "calls.h"
 #include "chantab.h"
 #include "execctx.h"
@@ -63,6 +64,7 @@ struct fork_record {
 	size_t calls;
 	unsigned generation;
 	int core_block; /* -1 not called, 0 refused, 1 blocked */
+	struct fs_audit_fork audit; /* mode audit: what else the child inherits */
 };
 
 static __thread struct fork_record rec __attribute__((tls_model("initial-exec")));
@@ -200,12 +202,8 @@ static void log_parent(pid_t child)
 	enum fs_level level = fork_level();
 	char who[48];
 
-	if (!rec.acts) {
-		/* Audit: only forks that carry gRPC state across are worth a line. */
-		if (rec.channels == 0 && rec.calls == 0)
-			return;
-		level = FS_WARN;
-	}
+	if (!rec.acts)
+		level = FS_WARN; /* audit: only forks that carry gRPC state across get a line */
 	if ((int)level > fs_log_level)
 		return; /* nothing formatted for a line nobody sees */
 	if (child > 0)
@@ -213,8 +211,7 @@ static void log_parent(pid_t child)
 	else
 		snprintf(who, sizeof(who), "? (forked inside libc)");
 	if (!rec.acts)
-		fs_log(level, "audit: fork: child %s inherits %zu live channels and %zu calls in flight", who,
-		       rec.channels, rec.calls);
+		fs_audit_log_fork(who, rec.channels, rec.calls, &rec.audit);
 	else
 		fs_log(level, "fork: child %s is generation %u; %zu channels, %zu gRPC fds; %s", who,
 		       rec.generation + 1, rec.channels, rec.grpc_fds, core_words(rec.core));
@@ -231,6 +228,8 @@ void fs_fork_prepare(void)
 	pthread_mutex_lock(&fork_lock);
 	if (rec.acts)
 		rec.core = quiesce_and_prefork();
+	else
+		fs_audit_fork_prepare(&rec.audit);
 	fs_forkables_lock();
 	fs_chantab_lock();
 	fs_calls_lock();
@@ -238,6 +237,10 @@ void fs_fork_prepare(void)
 	rec.channels = fs_chantab_count_locked();
 	rec.calls = fs_calls_count_locked();
 	rec.grpc_fds = fs_fdreg_live_locked(&rec.embedded_fds);
+	if (!rec.acts) {
+		rec.audit.embedded_fds = rec.embedded_fds;
+		fs_audit_fork_locked(&rec.audit);
+	}
 	rec.generation = fs_generation;
 }
 
@@ -293,8 +296,10 @@ static void fork_child(bool restart_grpc)
 	fs_calls_unlock();
 	fs_chantab_unlock();
 	fs_forkables_unlock();
-	if (!rec.acts)
+	if (!rec.acts) {
+		fs_audit_child(&rec.audit);
 		return;
+	}
 	/* Only where the shim itself gave up (the bound) or cannot restart gRPC:
 	 * with fork support off or an unsupported poller, the policy's routing is
 	 * kept, as the user chose. */

@@ -4,6 +4,7 @@
  * quiesce.c for what a fork does with them and why that is enough. (New calls
  * wait for a pending fork in hooks_grpc.c.)
  */
+#include "audit.h"
 #include "config.h"
 #include "grpclib.h"
 #include "init.h"
@@ -26,6 +27,8 @@ EXPORT grpc_event grpc_completion_queue_next(grpc_completion_queue *cq, gpr_time
 	if (!fs_grpc_protects() || (w = fs_quiesce_self()) == NULL || fs_quiesce_wake_channel() == NULL) {
 		if (fs_grpc.cq_next == NULL)
 			return missing("grpc_completion_queue_next");
+		if (__builtin_expect(fs_cfg.mode == FS_MODE_AUDIT, 0))
+			return fs_audit_cq_next(cq, deadline, reserved);
 		return fs_grpc.cq_next(cq, deadline, reserved);
 	}
 	for (;;) {
@@ -54,6 +57,8 @@ EXPORT grpc_event grpc_completion_queue_pluck(grpc_completion_queue *cq, void *t
 	if (__builtin_expect(!fs_grpc_protects() || (w = fs_quiesce_self()) == NULL, 0)) {
 		if (fs_grpc.cq_pluck == NULL)
 			return missing("grpc_completion_queue_pluck");
+		if (__builtin_expect(fs_cfg.mode == FS_MODE_AUDIT, 0))
+			return fs_audit_cq_pluck(cq, tag, deadline, reserved);
 		return fs_grpc.cq_pluck(cq, tag, deadline, reserved);
 	}
 	fs_quiesce_enter_in_call(w);

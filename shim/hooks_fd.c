@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "config.h"
 #include "fdreg.h"
 #include "grpclib.h"
@@ -56,8 +57,16 @@ static enum fs_owner tracked(const void *caller)
 		bool emb_ = owner_ == FS_OWNER_EMBEDDED;                                                    \
 		struct fs_fd_creating *c_;                                                                  \
 		int fd_, err_;                                                                              \
-		if (owner_ == FS_OWNER_OTHER)                                                               \
-			return plain;                                                                       \
+		if (owner_ == FS_OWNER_OTHER) {                                                             \
+			if (__builtin_expect(fs_cfg.mode != FS_MODE_AUDIT, 1))                              \
+				return plain;                                                               \
+			/* Audit: the call as made, then counted if embedded gRPC made it. */               \
+			fd_ = plain;                                                                        \
+			err_ = errno;                                                                       \
+			fs_audit_fd_opened(fd_, kind, CALLER);                                              \
+			errno = err_;                                                                       \
+			return fd_;                                                                         \
+		}                                                                                           \
 		c_ = fs_fdreg_begin_add(kind, emb_, blocking);                                              \
 		fd_ = cloexec;                                                                              \
 		err_ = errno;                                                                               \

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "audit.h"
 #include "chantab.h"
 #include "config.h"
 #include "experiments.h"
@@ -25,16 +26,18 @@ static void init_once(void)
 	fs_libc_resolve();
 	/* secure_getenv: a setuid program takes no setting from its caller. */
 	fs_config_load(&fs_cfg, secure_getenv);
-	if (fs_mode_acts(fs_cfg.mode)) {
+	/* Audit counts embedded gRPC's descriptors, so it must know where that is. */
+	if (fs_mode_acts(fs_cfg.mode) || fs_cfg.mode == FS_MODE_AUDIT)
 		fs_owner_init(fs_cfg.objects);
+	if (fs_mode_acts(fs_cfg.mode))
 		fs_embedded_init();
-	}
 	if (fs_cfg.mode != FS_MODE_OFF &&
 	    pthread_atfork(fs_fork_prepare, fs_fork_parent, fs_fork_child) != 0) {
 		fs_log(FS_WARN, "pthread_atfork failed: forks are passed through untouched");
 		fs_cfg.mode = FS_MODE_OFF;
 	}
 	atomic_store_explicit(&fs_ready, true, memory_order_release);
+	fs_audit_started();
 }
 
 void fs_init_slow(void)

@@ -63,18 +63,43 @@ void fs_log_emit(enum fs_level level, const char *fmt, ...)
 	errno = saved;
 }
 
-void fs_log_open_file(const char *path)
+bool fs_log_to_stderr(void)
+{
+	return target_fd() == STDERR_FILENO;
+}
+
+const char *fs_log_use_fd(int fd)
+{
+	struct stat st;
+	int flags = fcntl(fd, F_GETFL);
+
+	if (flags < 0 || fstat(fd, &st) != 0)
+		return "it is not open";
+	if ((flags & O_ACCMODE) == O_RDONLY)
+		return "it is not open for writing";
+	/* Never a socket or a terminal: the number may have been reused by the
+	 * program for something of its own, and a line must never land there. */
+	if (S_ISREG(st.st_mode) && !(flags & O_APPEND))
+		return "it is a file not opened for appending";
+	if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode))
+		return "it is neither a file nor a pipe";
+	log_dev = st.st_dev;
+	log_ino = st.st_ino;
+	log_fd = fd;
+	return NULL;
+}
+
+int fs_log_open_file(const char *path)
 {
 	struct stat st;
 	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-	int high;
+	int high, err;
 
 	if (fd < 0 || fstat(fd, &st) != 0) {
-		fs_log(FS_WARN, "GRPC_FORKSAFE_LOG_FILE=\"%s\" cannot be opened (%s); logging to stderr", path,
-		       strerror(errno));
+		err = errno;
 		if (fd >= 0)
 			close(fd);
-		return;
+		return err;
 	}
 	high = fcntl(fd, F_DUPFD_CLOEXEC, LOG_FD_FLOOR);
 	if (high >= 0) {
@@ -84,4 +109,5 @@ void fs_log_open_file(const char *path)
 	log_dev = st.st_dev;
 	log_ino = st.st_ino;
 	log_fd = fd;
+	return 0;
 }

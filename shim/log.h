@@ -2,6 +2,8 @@
 #ifndef FORKSAFE_LOG_H
 #define FORKSAFE_LOG_H
 
+#include <stdbool.h>
+
 enum fs_level { FS_ERROR, FS_WARN, FS_INFO, FS_DEBUG };
 
 /* Written once while the shim initialises, read everywhere after. */
@@ -21,8 +23,17 @@ void fs_log_emit(enum fs_level level, const char *fmt, ...) __attribute__((forma
 
 /* Sends the lines to `path` instead of stderr: appended, created 0600, never
  * through a symbolic link, closed on exec (an exec'd program under the shim
- * opens it again). When it cannot be opened, one line on stderr says why and
- * stderr stays. Children share the descriptor: their lines land there too. */
-void fs_log_open_file(const char *path);
+ * opens it again). Returns 0, or the errno that kept it from being opened
+ * (stderr stays; the caller says so). Children share the descriptor: their
+ * lines land there too. */
+int fs_log_open_file(const char *path);
+
+/* Sends the lines to the inherited descriptor `fd` (GRPC_FORKSAFE_LOG_FD):
+ * used only when open for writing and a pipe or a file opened for appending.
+ * Returns NULL, or why it cannot be used (stderr stays). */
+const char *fs_log_use_fd(int fd);
+
+/* True while the lines go to stderr. */
+bool fs_log_to_stderr(void);
 
 #endif

@@ -29,8 +29,13 @@ static void forward(int sig, siginfo_t *info, void *context)
 		kill(child_pid, sig);
 }
 
+/* Where the inheritable copy of the log's descriptor goes: high, out of the
+ * way of programs that take the lowest free numbers, as the shim's own. */
+#define LOG_FD_FLOOR 100
+
 /* A private file for the shim's lines: mkstemp makes it mode 0600, owned by
- * us, under a name nobody can guess; the shim adds O_NOFOLLOW. */
+ * us, under a name nobody can guess; the shim adds O_NOFOLLOW. Opened for
+ * appending: every process of the command writes to it. */
 static int make_log(char **path)
 {
 	const char *dir = getenv("TMPDIR");
@@ -42,7 +47,7 @@ static int make_log(char **path)
 		cli_say("out of memory");
 		return -1;
 	}
-	if ((fd = mkostemp(*path, O_CLOEXEC)) < 0)
+	if ((fd = mkostemp(*path, O_CLOEXEC | O_APPEND)) < 0)
 		cli_say("cannot create the audit log in %s: %s (set TMPDIR to a writable directory)", dir,
 			strerror(errno));
 	return fd;
@@ -80,17 +85,23 @@ static pid_t start(char **argv, const sigset_t *old_mask)
 	return pid;
 }
 
+/* Read through a description of its own: the command's processes share the
+ * one it writes through, and a straggler's append would move our offset. */
 static void report(int fd)
 {
-	FILE *log = fdopen(fd, "r");
+	char self[64];
+	FILE *log;
+	int rfd;
 
-	if (log == NULL || fseek(log, 0, SEEK_SET) != 0) {
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+	if ((rfd = open(self, O_RDONLY | O_CLOEXEC)) < 0 || (log = fdopen(rfd, "r")) == NULL) {
 		cli_say("cannot read the audit log: %s", strerror(errno));
 		return;
 	}
 	fflush(stdout);
 	audit_report(log, stderr);
 	fclose(log);
+	close(fd);
 }
 
 /* Ends this process the way the command ended. */
@@ -116,14 +127,27 @@ _Noreturn void audit_run(char **argv)
 {
 	struct sigaction sa;
 	sigset_t block, old_mask;
-	char *path = NULL;
-	int fd, status;
+	char *path = NULL, number[16];
+	int fd, inherited, status;
 	pid_t pid;
 
 	if ((fd = make_log(&path)) < 0)
 		exit(EXIT_WRAPPER);
-	if (setenv("GRPC_FORKSAFE_LOG_FILE", path, 1) != 0) {
-		cli_say("cannot set GRPC_FORKSAFE_LOG_FILE: %s", strerror(errno));
+	/* The shim writes to an inherited descriptor, GRPC_FORKSAFE_LOG_FD: a
+	 * process that changed user (a worker dropping root) cannot open a
+	 * private file of ours, but writes to what it inherited. It is not closed
+	 * on exec, so that programs the command execs inherit it too; the path
+	 * is for processes that closed it. A mark inherited from the caller
+	 * would silence the shim's complaint that neither can be used. */
+	if ((inherited = fcntl(fd, F_DUPFD, LOG_FD_FLOOR)) < 0) {
+		cli_say("cannot duplicate the audit log's descriptor: %s", strerror(errno));
+		unlink(path);
+		exit(EXIT_WRAPPER);
+	}
+	snprintf(number, sizeof(number), "%d", inherited);
+	if (setenv("GRPC_FORKSAFE_LOG_FD", number, 1) != 0 || setenv("GRPC_FORKSAFE_LOG_FILE", path, 1) != 0 ||
+	    unsetenv("GRPC_FORKSAFE_LOG_WARNED") != 0) {
+		cli_say("cannot set GRPC_FORKSAFE_LOG_FD and GRPC_FORKSAFE_LOG_FILE: %s", strerror(errno));
 		unlink(path);
 		exit(EXIT_WRAPPER);
 	}
@@ -138,6 +162,7 @@ _Noreturn void audit_run(char **argv)
 		unlink(path);
 		exit(-pid);
 	}
+	close(inherited); /* the command has it; ours is `fd` */
 	child_pid = pid;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = forward;

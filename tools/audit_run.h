@@ -4,7 +4,7 @@
 #define GRPC_FORKSAFE_AUDIT_RUN_H
 
 /* LD_PRELOAD and GRPC_FORKSAFE_MODE are already set. Sets
- * GRPC_FORKSAFE_LOG_FILE to a private temporary file, runs argv, prints the
+ * GRPC_FORKSAFE_LOG_FD and GRPC_FORKSAFE_LOG_FILE to a private temporary file, runs argv, prints the
  * report on stderr, removes the file, and exits with the command's status or
  * dies of the command's signal. Never returns. */
 _Noreturn void audit_run(char **argv);

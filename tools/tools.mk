@@ -62,5 +62,12 @@ $(AUDIT_REPORT): tests/wrapper/audit_report_main.c tools/audit_report.c tools/au
 	$(CC) -O1 -g $(WARN) -std=gnu11 -D_GNU_SOURCE -Itools -fsanitize=address,undefined \
 	      -fno-sanitize-recover=undefined -o $@ tests/wrapper/audit_report_main.c tools/audit_report.c
 
-test-wrapper: $(WRAPPER) $(SHIM) $(ECHO_SERVER) $(FORK_CLIENT) $(AUDIT_REPORT)
+# A grpc++ server that forks while it serves, for the audit's tests.
+FORKING_SERVER := $(BUILD)/tests/wrapper/forking-server
+
+$(FORKING_SERVER): tests/wrapper/forking_server.cc $(ECHO_OBJS)
+	@mkdir -p $(@D)
+	$(CXX) $(GRPCXX_CFLAGS) -o $@ $< $(ECHO_OBJS) $(GRPCXX_LIBS)
+
+test-wrapper: $(WRAPPER) $(SHIM) $(ECHO_SERVER) $(FORK_CLIENT) $(AUDIT_REPORT) $(FORKING_SERVER) $(PY_STUBS)
 	@tests/wrapper/run.sh --build $(BUILD) --make '$(MAKE)'

@@ -265,3 +265,120 @@ Test(config, embedded_policy_and_objects, .init = cr_redirect_stderr)
 	cr_assert(strstr(out, "GRPC_FORKSAFE_EMBEDDED=\"always\"") != NULL, "got: %s", out);
 	cr_assert(strstr(out, "reset, guard") != NULL, "got: %s", out);
 }
+
+/* A file opened for appending at a known descriptor, as the wrapper passes it. */
+static int append_fd(const char *path, int want)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(dup2(fd, want), want);
+	close(fd);
+	return want;
+}
+
+static void read_file(const char *path, char *buf, size_t size)
+{
+	FILE *f = fopen(path, "r");
+
+	cr_assert_not_null(f);
+	buf[fread(buf, 1, size - 1, f)] = '\0';
+	fclose(f);
+}
+
+Test(config, log_fd_takes_the_lines_before_log_file, .init = cr_redirect_stderr)
+{
+	char dir[] = "/tmp/forksafe-log-XXXXXX", path[128], other[128], buf[256];
+	struct fs_config cfg;
+	struct stat st;
+
+	reset();
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/inherited", dir);
+	snprintf(other, sizeof(other), "%s/by-path", dir);
+	append_fd(path, 117);
+	set_env(0, "GRPC_FORKSAFE_LOG_FD", "117");
+	set_env(1, "GRPC_FORKSAFE_LOG_FILE", other);
+	fs_config_load(&cfg, fake_getenv);
+	fs_log(FS_WARN, "through the descriptor");
+	read_file(path, buf, sizeof(buf));
+	cr_assert(strstr(buf, "warn: through the descriptor\n") != NULL, "got: %s", buf);
+	cr_assert_neq(stat(other, &st), 0, "GRPC_FORKSAFE_LOG_FILE was opened although the descriptor was usable");
+	cr_assert_str_empty(unit_read_stderr());
+}
+
+Test(config, log_fd_that_is_a_socket_or_not_appending_is_refused, .init = cr_redirect_stderr)
+{
+	char dir[] = "/tmp/forksafe-log-XXXXXX", path[128], other[128], buf[512];
+	struct fs_config cfg;
+	int sv[2], fd;
+	char *out;
+
+	reset();
+	cr_assert_not_null(mkdtemp(dir));
+	/* A socket at the number: the program's own connection, never written to. */
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	cr_assert_eq(dup2(sv[0], 118), 118);
+	set_env(0, "GRPC_FORKSAFE_LOG_FD", "118");
+	fs_config_load(&cfg, fake_getenv);
+	fs_log(FS_WARN, "not to the socket");
+	cr_assert_lt(read(sv[1], buf, sizeof(buf)), 0, "a log line went to the socket");
+	/* A file opened without O_APPEND: refused, and the path is used instead. */
+	snprintf(path, sizeof(path), "%s/plain", dir);
+	snprintf(other, sizeof(other), "%s/by-path", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	cr_assert_eq(dup2(fd, 119), 119);
+	set_env(0, "GRPC_FORKSAFE_LOG_FD", "119");
+	set_env(1, "GRPC_FORKSAFE_LOG_FILE", other);
+	set_env(2, "GRPC_FORKSAFE_LOG_WARNED", "0");
+	fs_config_load(&cfg, fake_getenv);
+	fs_log(FS_WARN, "to the file by its path");
+	read_file(other, buf, sizeof(buf));
+	cr_assert(strstr(buf, "GRPC_FORKSAFE_LOG_FD=119 cannot be used (it is a file not opened for appending); "
+			      "logging to GRPC_FORKSAFE_LOG_FILE\n") != NULL,
+		  "got: %s", buf);
+	cr_assert(strstr(buf, "to the file by its path\n") != NULL, "got: %s", buf);
+	out = unit_read_stderr();
+	cr_assert(strstr(out, "GRPC_FORKSAFE_LOG_FD=118 cannot be used (it is neither a file nor a pipe); logging "
+			      "to stderr\n") != NULL,
+		  "got: %s", out);
+	cr_assert(strstr(out, "not to the socket") != NULL, "got: %s", out);
+}
+
+Test(config, log_fd_values_are_parsed_strictly, .init = cr_redirect_stderr)
+{
+	static const char *const bad[] = { "-1", "+3", " 3", "3x", "99999999999" };
+	struct fs_config cfg;
+	char *out;
+
+	reset();
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		set_env(0, "GRPC_FORKSAFE_LOG_FD", bad[i]);
+		fs_config_load(&cfg, fake_getenv);
+		cr_assert_eq(cfg.log_fd, -1, "GRPC_FORKSAFE_LOG_FD=\"%s\" was taken", bad[i]);
+	}
+	out = unit_read_stderr();
+	cr_assert_eq(unit_count_lines(out), 5, "got: %s", out);
+	cr_assert(strstr(out, "GRPC_FORKSAFE_LOG_FD=\"3x\" is invalid (accepted: a descriptor number") != NULL,
+		  "got: %s", out);
+}
+
+/* A process that cannot open the file says so and marks its environment; one
+ * that finds the mark (a child, a program it execs) does not say it again. */
+Test(config, an_unopenable_log_file_is_reported_once, .init = cr_redirect_stderr)
+{
+	struct fs_config cfg;
+	char *out;
+
+	reset();
+	unsetenv("GRPC_FORKSAFE_LOG_WARNED");
+	set_env(0, "GRPC_FORKSAFE_LOG_FILE", "/nonexistent-forksafe-dir/log");
+	fs_config_load(&cfg, fake_getenv);
+	cr_assert_str_eq(getenv("GRPC_FORKSAFE_LOG_WARNED") ? getenv("GRPC_FORKSAFE_LOG_WARNED") : "", "1");
+	set_env(1, "GRPC_FORKSAFE_LOG_WARNED", getenv("GRPC_FORKSAFE_LOG_WARNED"));
+	fs_config_load(&cfg, fake_getenv);
+	out = unit_read_stderr();
+	cr_assert_eq(unit_count_lines(out), 1, "got: %s", out);
+	cr_assert(strstr(out, "GRPC_FORKSAFE_LOG_FILE=\"/nonexistent-forksafe-dir/log\" cannot be opened") != NULL,
+		  "got: %s", out);
+}

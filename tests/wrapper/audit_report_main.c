@@ -1,19 +1,20 @@
 /* audit-report LOG: prints the report grpc-forksafe --audit would print for
- * LOG, on stdout; exits 1 if the verdict is "needs grpc-forksafe", else 0. */
+ * LOG, on stdout; exits with the verdict: 0 does not need grpc-forksafe,
+ * 1 needs it, 2 this run did not, 3 unknown. */
 #include <stdio.h>
 
 #include "audit_report.h"
 
 int main(int argc, char **argv)
 {
+	enum audit_verdict verdict;
 	FILE *log;
-	int needs;
 
 	if (argc != 2 || (log = fopen(argv[1], "r")) == NULL) {
 		fprintf(stderr, "usage: audit-report LOG (an existing file)\n");
-		return 2;
+		return 64;
 	}
-	needs = audit_report(log, stdout);
+	verdict = audit_report(log, stdout);
 	fclose(log);
-	return needs;
+	return (int)verdict;
 }
