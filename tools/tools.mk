@@ -55,6 +55,8 @@ uninstall:
 	rm -f '$(DESTDIR)$(BINDIR)/grpc-forksafe' '$(DESTDIR)$(PKGLIBDIR)/libgrpc_forksafe.so' \
 	      $(foreach m,$(MAN_INSTALLED),'$(DESTDIR)$(m)') \
 	      $(foreach f,$(notdir $(PY_LAYER)),'$(DESTDIR)$(PKGLIBDIR)/python-layer/$(f)')
+	@# Python caches the layer's byte code next to it when it may write there.
+	rm -rf '$(DESTDIR)$(PKGLIBDIR)/python-layer/__pycache__'
 	@rmdir '$(DESTDIR)$(PKGLIBDIR)/python-layer' '$(DESTDIR)$(PKGLIBDIR)' 2>/dev/null || true
 
 # The audit report on its own, fed hand-made logs by the tests; sanitizers,

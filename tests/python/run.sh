@@ -22,6 +22,7 @@
 #   close mode      GRPC_FORKSAFE_MODE=close keeps grpcio's closed channels
 #   sitecustomize   the user's own sitecustomize still runs; programs started
 #                   from the interpreter get the user's PYTHONPATH
+#   other grpcio    a grpcio other than 1.51 is left alone, with one warning
 #
 # Usage: run.sh --shim SO --server BIN --stubs DIR --out DIR
 #   DIR of --stubs holds echo_pb2.py and echo_pb2_grpc.py; --out keeps every
@@ -440,6 +441,29 @@ print("user sitecustomize ran", file=sys.stderr)
 	fi
 }
 
+# --- k. A grpcio the layer does not know (a stand-in package calling itself
+# 1.99.0): nothing patched, one warning line, none at GRPC_FORKSAFE_LOG=error.
+check_other_grpcio() {
+	local fake=$OUT/fake-grpcio problems="" n
+	mkdir -p "$fake/grpc"
+	printf 'from grpc import _channel\n' >"$fake/grpc/__init__.py"
+	printf '__version__ = "1.99.0"\n' >"$fake/grpc/_grpcio_metadata.py"
+	printf 'class Channel:\n    pass\n' >"$fake/grpc/_channel.py"
+	run other-grpcio LD_PRELOAD="$SHIM" PYTHONPATH="$fake" -- -c 'import grpc._channel as c; print(c.Channel.__init__ is object.__init__)'
+	[ "$STATUS" = 0 ] || problems+="$(describe_status); "
+	grep -qx True "$OUT/other-grpcio.out" || problems+="the stand-in's Channel was patched; "
+	n=$(grep -c 'grpc-forksafe: ' "$OUT/other-grpcio.err")
+	[ "$n" = 1 ] && grep -q 'grpc-forksafe: warn: .*grpcio 1.99.0, not 1.51' "$OUT/other-grpcio.err" ||
+		problems+="expected one warning naming grpcio 1.99.0, got $n line(s); "
+	run other-grpcio-quiet LD_PRELOAD="$SHIM" PYTHONPATH="$fake" GRPC_FORKSAFE_LOG=error -- -c 'import grpc'
+	grep -q 'grpc-forksafe: ' "$OUT/other-grpcio-quiet.err" && problems+="GRPC_FORKSAFE_LOG=error still printed a warning; "
+	if [ -z "$problems" ]; then
+		pass "other grpcio: a grpcio other than 1.51 is left alone, with one warning ($(sed 's/.*grpc-forksafe: //' "$OUT/other-grpcio.err"))"
+	else
+		fail "other grpcio" "$problems" "$OUT/other-grpcio.out" "$OUT/other-grpcio.err"
+	fi
+}
+
 check_stock_demo
 check_demo
 check_leak
@@ -454,4 +478,5 @@ check_inherited kinds 3
 check_inherited pool 12
 check_close_mode
 check_site
+check_other_grpcio
 summary python
