@@ -10,13 +10,18 @@ Patterns:
           the parent made
   pool    a multiprocessing.Pool (start method fork) of 2 workers; 12 tasks,
           each one unary call on the module-level stub
+  nested  the parent calls once; the child calls through an intercepted
+          channel (grpc.intercept_channel) made by the parent, forks a child
+          of its own that makes 2 such calls, and calls again once it has
+          exited: 4 calls in the children
 
 Usage: inherit_client.py TARGET PATTERN RUN
   RUN starts every call's tag ("RUN:child:call-1-on-the-inherited-channel",
   no spaces: the server's log is read by fields), so that the log tells the
   runs apart.
 Prints one line per call (echo_calls.py's format, with the peer the server
-saw); exit status 0 if every call succeeded, 1 if not, 2 on bad usage.
+saw), and "parent (pid N): forking" and "... forked" around the fork (for a
+pool: its start); exit status 0 if every call succeeded, 1 if not, 2 on bad usage.
 """
 import multiprocessing
 import os
@@ -29,7 +34,7 @@ import echo_calls
 import echo_pb2
 import echo_pb2_grpc
 
-if len(sys.argv) != 4 or sys.argv[2] not in ("unused", "used", "kinds", "pool"):
+if len(sys.argv) != 4 or sys.argv[2] not in ("unused", "used", "kinds", "pool", "nested"):
     sys.exit(__doc__.split("\n\n")[2])
 TARGET, PATTERN, RUN = sys.argv[1:]
 
@@ -40,6 +45,17 @@ STUB = echo_pb2_grpc.EchoStub(CHANNEL)
 SAY_STREAM_UNARY = CHANNEL.stream_unary("/forksafe.echo.Echo/Say",
                                         request_serializer=echo_pb2.SayRequest.SerializeToString,
                                         response_deserializer=echo_pb2.SayReply.FromString)
+
+
+class PassThrough(grpc.UnaryUnaryClientInterceptor):
+    """An interceptor that changes nothing: the channel it wraps is what the
+    layer renews."""
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):
+        return continuation(client_call_details, request)
+
+
+INTERCEPTED = echo_pb2_grpc.EchoStub(grpc.intercept_channel(CHANNEL, PassThrough()))
 
 DEADLINE_S = echo_calls.DEADLINE_S
 CHILD_BUDGET_S = 15.0
@@ -63,8 +79,18 @@ def attempt(who, what, call):
     return True
 
 
-def unary(who, what):
-    return attempt(who, what, lambda: STUB.Say(request(who, what), timeout=DEADLINE_S).peer)
+def unary(who, what, stub=STUB):
+    return attempt(who, what, lambda: stub.Say(request(who, what), timeout=DEADLINE_S).peer)
+
+
+def child_nested():
+    ok = unary("child", "call 1 through the inherited intercepted channel", INTERCEPTED)
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if all([unary("child", "grandchild call %d, intercepted channel" % i, INTERCEPTED) for i in (1, 2)])
+                 else 1)
+    ok &= echo_calls.wait_child(pid, CHILD_BUDGET_S / 2)
+    return ok & unary("child", "call 2 through the inherited intercepted channel", INTERCEPTED)
 
 
 def child_kinds():
@@ -88,13 +114,19 @@ def fork_and_check():
     ok = True
     if PATTERN != "unused":
         ok &= unary("parent", "call before fork")
+    # Bracketed, so that a hang inside os.fork() (grpcio's prefork handler
+    # waiting for core's threads, with or without the shim) can be told apart.
+    print(echo_calls.head("parent", "forking"), flush=True)
     pid = os.fork()
     if pid == 0:
         if PATTERN == "kinds":
             child_ok = child_kinds()
+        elif PATTERN == "nested":
+            child_ok = child_nested()
         else:
             child_ok = all([unary("child", "call %d on the inherited channel" % i) for i in (1, 2, 3)])
         os._exit(0 if child_ok else 1)
+    print(echo_calls.head("parent", "forked"), flush=True)
     ok &= echo_calls.wait_child(pid, CHILD_BUDGET_S)
     if PATTERN != "unused":
         ok &= unary("parent", "call after the child")
@@ -117,7 +149,9 @@ def task(i):
 
 def pool():
     ok = unary("parent", "call before the pool")
+    print(echo_calls.head("parent", "forking"), flush=True)
     with multiprocessing.get_context("fork").Pool(2) as workers:
+        print(echo_calls.head("parent", "forked"), flush=True)
         try:
             results = workers.map_async(task, range(1, 13)).get(CHILD_BUDGET_S)
         except multiprocessing.TimeoutError:
