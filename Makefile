@@ -16,6 +16,9 @@ SHIM_LDLIBS := -lbsd -ldl -lpthread
 SHIM_SRCS := $(wildcard shim/*.c) $(wildcard shim/*.S)
 SHIM_OBJS := $(patsubst shim/%,$(BUILD)/shim/%.o,$(basename $(SHIM_SRCS)))
 SHIM      := $(BUILD)/libgrpc_forksafe.so
+# The Python layer (shim/python/), in a directory next to the library, where
+# the shim looks for it (shim/embedded.c).
+PY_LAYER  := $(patsubst shim/python/%,$(BUILD)/python-layer/%,$(wildcard shim/python/*.py))
 
 # Programs built from proto/ (tests, demo, benchmarks) share these.
 GRPCXX_CFLAGS := -O2 -g -std=c++17 -Wall -I$(BUILD)/gen $(shell pkg-config --cflags grpc++ protobuf 2>/dev/null)
@@ -25,7 +28,7 @@ ECHO_OBJS     := $(BUILD)/gen/echo.pb.o $(BUILD)/gen/echo.grpc.pb.o
 ECHO_SERVER   := $(BUILD)/echo-server
 
 .PHONY: all deps test test-unit demo bench clean
-all: $(SHIM)
+all: $(SHIM) $(PY_LAYER)
 
 deps:
 	@scripts/ensure-deps build
@@ -38,7 +41,12 @@ $(BUILD)/shim/%.o: shim/%.S Makefile
 	@mkdir -p $(@D)
 	$(CC) -c $< -o $@
 
-$(SHIM): $(SHIM_OBJS) shim/exports.map
+$(BUILD)/python-layer/%.py: shim/python/%.py
+	@mkdir -p $(@D)
+	cp $< $@
+
+# Whatever is built with the shim gets the layer beside it.
+$(SHIM): $(SHIM_OBJS) shim/exports.map | $(PY_LAYER)
 	$(CC) -shared -Wl,--version-script=shim/exports.map -Wl,-z,now -Wl,-z,relro \
 	      -o $@ $(SHIM_OBJS) $(SHIM_LDLIBS)
 

@@ -14,13 +14,26 @@
  *     GRPC_ENABLE_FORK_SUPPORT=1  GRPC_DNS_RESOLVER=native
  * in a Python interpreter, before Python copies its environment, each only
  * if the user has not set it. Policy `guard` leaves the environment alone.
+ *
+ * grpcio's handling closes every channel the child inherited, even ones that
+ * would have worked without it. So `reset` also puts the directory
+ * `python-layer` next to this library (build tree and installation alike)
+ * first on PYTHONPATH: its sitecustomize.py takes the entry off again before
+ * the program runs, and gives each inherited channel a connection of the
+ * child's own (shim/python/sitecustomize.py). In modes off, audit and close the shim
+ * loads no Python layer; nor where the interpreter ignores PYTHONPATH (-E, -I)
+ * or imports no sitecustomize (-S).
  */
 #include "embedded.h"
 
 #include <bsd/stdlib.h>
+#include <dlfcn.h>
+#include <limits.h>
 #include <link.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/auxv.h>
 
 #include "config.h"
@@ -52,6 +65,31 @@ static void set_default(const char *var, const char *value)
 		fs_log(FS_DEBUG, "embedded: %s=%s set for grpcio's fork handling", var, value);
 }
 
+/* Puts the layer's directory first on PYTHONPATH, if it is there to load. */
+static void add_python_layer(void)
+{
+	Dl_info self;
+	char lib[PATH_MAX], *dir = NULL, *path = NULL;
+	const char *user = getenv("PYTHONPATH");
+
+	if (dladdr((void *)add_python_layer, &self) == 0 || self.dli_fname == NULL ||
+	    realpath(self.dli_fname, lib) == NULL) {
+		fs_log(FS_WARN, "embedded: cannot find the shim's own path; inherited grpcio channels stay closed");
+		return;
+	}
+	*strrchr(lib, '/') = '\0';
+	if (asprintf(&dir, "%s/python-layer", lib) < 0)
+		return;
+	if (access(dir, R_OK | X_OK) != 0) {
+		fs_log(FS_WARN, "embedded: no Python layer at %s; inherited grpcio channels stay closed", dir);
+	} else if (user == NULL ? setenv("PYTHONPATH", dir, 1) == 0
+				: (asprintf(&path, "%s:%s", dir, user) >= 0 && setenv("PYTHONPATH", path, 1) == 0)) {
+		fs_log(FS_DEBUG, "embedded: %s first on PYTHONPATH for the Python layer", dir);
+	}
+	free(path);
+	free(dir);
+}
+
 void fs_embedded_init(void)
 {
 	if (!fs_mode_acts(fs_cfg.mode) || fs_cfg.embedded != FS_EMBEDDED_RESET || !is_python())
@@ -61,4 +99,7 @@ void fs_embedded_init(void)
 		return;
 	set_default("GRPC_ENABLE_FORK_SUPPORT", "1");
 	set_default("GRPC_DNS_RESOLVER", "native");
+	/* Mode close keeps grpcio's closed channels: calls on them fail at once. */
+	if (fs_cfg.mode == FS_MODE_RECONNECT)
+		add_python_layer();
 }

@@ -5,6 +5,8 @@
 #   $(BINDIR)/grpc-forksafe
 #   $(LIBDIR)/grpc-forksafe/libgrpc_forksafe.so   (a directory of its own: the
 #       shim is preloaded, never linked against, so it stays off the linker path)
+#   $(LIBDIR)/grpc-forksafe/python-layer/*.py      (the Python layer, found by
+#       the shim next to itself)
 #   $(MANDIR)/man1/grpc-forksafe.1, $(MANDIR)/man7/libgrpc_forksafe.7
 PREFIX    ?= /usr/local
 BINDIR    ?= $(PREFIX)/bin
@@ -33,16 +35,17 @@ $(WRAPPER): $(WRAPPER_SRCS) $(wildcard tools/*.h) tools/tools.mk Makefile
 
 # The installed command is compiled here, with the paths chosen now, in a
 # temporary directory: `sudo make install` leaves no root-owned file in $(BUILD).
-install: $(SHIM)
+install: $(SHIM) $(PY_LAYER)
 	@for d in '$(BINDIR)' '$(LIBDIR)' '$(MANDIR)'; do case "$$d" in /*) ;; *) \
 	  echo "grpc-forksafe: install directories must be absolute paths, not '$$d'" >&2; exit 2 ;; esac; done
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	echo "compiling grpc-forksafe for $(BINDIR): library at $(PKGLIBDIR), found as $(LIB_FROM_BIN) from the command" && \
 	$(CC) $(WRAPPER_CFLAGS) -DFORKSAFE_LIB_REL='"$(LIB_FROM_BIN)"' -DFORKSAFE_LIB_ABS='"$(PKGLIBDIR)"' \
 	      -o "$$tmp/grpc-forksafe" $(WRAPPER_SRCS) -lbsd && \
-	install -d '$(DESTDIR)$(BINDIR)' '$(DESTDIR)$(PKGLIBDIR)' $(sort $(foreach m,$(MAN_INSTALLED),'$(DESTDIR)$(dir $(m))')) && \
+	install -d '$(DESTDIR)$(BINDIR)' '$(DESTDIR)$(PKGLIBDIR)/python-layer' $(sort $(foreach m,$(MAN_INSTALLED),'$(DESTDIR)$(dir $(m))')) && \
 	install -m 0755 "$$tmp/grpc-forksafe" '$(DESTDIR)$(BINDIR)/grpc-forksafe' && \
 	install -m 0644 $(SHIM) '$(DESTDIR)$(PKGLIBDIR)/libgrpc_forksafe.so' && \
+	install -m 0644 $(PY_LAYER) '$(DESTDIR)$(PKGLIBDIR)/python-layer/' && \
 	for page in $(MAN_PAGES); do \
 	  install -m 0644 "$$page" "$(DESTDIR)$(MANDIR)/man$${page##*.}/" || exit 1; done
 	@echo "installed $(DESTDIR)$(BINDIR)/grpc-forksafe and $(DESTDIR)$(PKGLIBDIR)/libgrpc_forksafe.so"
@@ -50,8 +53,11 @@ install: $(SHIM)
 # Takes the same PREFIX, LIBDIR, ... as the installation it removes.
 uninstall:
 	rm -f '$(DESTDIR)$(BINDIR)/grpc-forksafe' '$(DESTDIR)$(PKGLIBDIR)/libgrpc_forksafe.so' \
-	      $(foreach m,$(MAN_INSTALLED),'$(DESTDIR)$(m)')
-	@rmdir '$(DESTDIR)$(PKGLIBDIR)' 2>/dev/null || true
+	      $(foreach m,$(MAN_INSTALLED),'$(DESTDIR)$(m)') \
+	      $(foreach f,$(notdir $(PY_LAYER)),'$(DESTDIR)$(PKGLIBDIR)/python-layer/$(f)')
+	@# Python caches the layer's byte code next to it when it may write there.
+	rm -rf '$(DESTDIR)$(PKGLIBDIR)/python-layer/__pycache__'
+	@rmdir '$(DESTDIR)$(PKGLIBDIR)/python-layer' '$(DESTDIR)$(PKGLIBDIR)' 2>/dev/null || true
 
 # The audit report on its own, fed hand-made logs by the tests; sanitizers,
 # because it parses whatever the log holds.

@@ -14,6 +14,16 @@
 #   stream          a fork while another thread reads a server stream
 #   exec            programs started from a gRPC process get none of gRPC's
 #                   descriptors
+#   inherited       a module-level channel made before the fork works in the
+#                   child (os.fork(), unused or used by the parent; other
+#                   call kinds; multiprocessing.Pool workers; a grandchild,
+#                   through grpc.intercept_channel): every call,
+#                   the first included, on a connection of the child's own,
+#                   wherever and also where it works without the shim
+#   close mode      GRPC_FORKSAFE_MODE=close keeps grpcio's closed channels
+#   sitecustomize   the user's own sitecustomize still runs; programs started
+#                   from the interpreter get the user's PYTHONPATH
+#   other grpcio    a grpcio other than 1.51 is left alone, with one warning
 #
 # Usage: run.sh --shim SO --server BIN --stubs DIR --out DIR
 #   DIR of --stubs holds echo_pb2.py and echo_pb2_grpc.py; --out keeps every
@@ -26,6 +36,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 . "$ROOT/scripts/verdicts.sh"
 . "$ROOT/scripts/echo-server.sh"
+. "$ROOT/scripts/server-log.sh"
 
 usage() { echo "usage: run.sh --shim SO --server BIN --stubs DIR --out DIR" >&2; exit 2; }
 SHIM='' SERVER='' STUBS='' OUT=''
@@ -64,6 +75,7 @@ ECHO_SERVER_BIN=$SERVER
 trap 'echo_server_stop' EXIT
 trap 'exit 130' INT TERM
 echo_server_start "$OUT/server" || exit 2
+SERVER_LOG=$OUT/server/calls.log
 # A DNS name, as applications write it: name resolution is part of what
 # gRPC does around a fork, and what the default policy sets up for.
 TARGET=localhost:$ECHO_PORT
@@ -341,6 +353,135 @@ check_exec() {
 		grep 'other fds: ' "$OUT/exec-stock.out" | grep -v 'other fds: none' | sed 's/^/; /' | paste -sd' '))"
 }
 
+# --- h. Calls on a channel the child inherited (inherit_client.py), each
+# pattern without and with the shim. With it, every call of the child's (or
+# the pool's workers') succeeds, the first included, and no connection
+# carries the calls of two processes (the server's log). Without it: reported;
+# it may fail only where the shim's run succeeds, which this check demands.
+inherit_calls() { grep -cE '^(child|worker) .* ok ' "$1"; }
+
+# run_forking NAME [VAR=VALUE...] -- inherit_client.py ARGS: run, made again
+# (3 runs at most) while a run hangs inside os.fork() itself, before any
+# child exists: grpcio's own prefork hang (see check a), with or without the
+# shim, which says nothing about the child. Sets STATUS and FORK_HANGS.
+run_forking() {
+	local name=$1 i
+	shift
+	FORK_HANGS=0
+	for i in 1 2 3; do
+		run "$name" "$@"
+		hung && grep -q '^parent .*: forking$' "$OUT/$name.out" && ! grep -q '^parent .*: forked$' "$OUT/$name.out" || break
+		FORK_HANGS=$((FORK_HANGS + 1))
+		cp "$OUT/$name.err" "$OUT/$name.fork-hang-$i.err"
+	done
+}
+fork_hangs_note() { [ "$FORK_HANGS" = 0 ] || echo "; $FORK_HANGS run(s) before hung inside os.fork()"; }
+
+check_inherited() {
+	local pattern=$1 expected=$2 out problems="" n first conns stock
+	run_forking "inherit-$pattern-stock" -- "$HERE/inherit_client.py" "$TARGET" "$pattern" "inherit-$pattern-stock"
+	stock="$(describe_status), $(inherit_calls "$OUT/inherit-$pattern-stock.out") of $expected child calls ok$(
+		grep -m1 -E '^(child|worker) .* FAILED' "$OUT/inherit-$pattern-stock.out" | sed 's/.*FAILED *[0-9.]* ms */, first failure: /')"
+	run_forking "inherit-$pattern-shim" LD_PRELOAD="$SHIM" -- "$HERE/inherit_client.py" "$TARGET" "$pattern" "inherit-$pattern-shim"
+	out=$OUT/inherit-$pattern-shim.out
+	[ "$STATUS" = 0 ] || problems+="$(describe_status); "
+	n=$(inherit_calls "$out")
+	first=$(grep -m1 -E '^(child|worker) .* FAILED' "$out" | sed 's/.*FAILED *[0-9.]* ms *//')
+	[ "$n" = "$expected" ] || problems+="$n of $expected child calls succeeded${first:+ (first failure: $first)}; "
+	grep -q '^parent .* FAILED' "$out" && problems+="a call of the parent's failed; "
+	conns=$(check_connections_per_pid "inherit-$pattern-shim")
+	problems+=$conns
+	grep -q "^[0-9]* inherit-$pattern-shim:\(child\|worker\):" "$SERVER_LOG" ||
+		problems+="the server's log has no call of the child's; "
+	if [ -z "$problems" ]; then
+		pass "inherited $pattern: with the shim $n of $expected child calls succeed, on connections of their own$(fork_hangs_note) (without: $stock)"
+	else
+		fail "inherited $pattern" "$problems (without the shim: $stock)" "$out" "$OUT/inherit-$pattern-shim.err"
+	fi
+}
+
+# --- i. GRPC_FORKSAFE_MODE=close: no layer; grpcio's fork handling still on,
+# so the child's calls on its inherited channel fail at once, as grpcio
+# makes them. (This check also shows the layer is what renews channels.)
+check_close_mode() {
+	local out=$OUT/inherit-close.out n
+	run_forking inherit-close LD_PRELOAD="$SHIM" GRPC_FORKSAFE_MODE=close -- "$HERE/inherit_client.py" "$TARGET" used inherit-close
+	n=$(grep -c '^child .*FAILED .*ValueError: Cannot invoke RPC on closed channel!' "$out")
+	if hung; then
+		fail "close mode" "$(describe_status)" "$out" "$OUT/inherit-close.err"
+	elif [ "$n" = 3 ] && ! grep -q '^parent .* FAILED' "$out"; then
+		pass "close mode: the child's 3 calls on its inherited channel fail at once (closed channel); the parent's succeed$(fork_hangs_note)"
+	else
+		fail "close mode" "expected the child's 3 calls to fail on a closed channel, $n did" "$out" "$OUT/inherit-close.err"
+	fi
+}
+
+# --- j. The user's sitecustomize and PYTHONPATH, with the layer in between:
+# the user's runs, PYTHONPATH is what the user set (or unset) in the program
+# and in what it starts, the layer's directory is off sys.path; and the
+# layer works all the same.
+site_seen() { sed -n "s/^$2: $3=//p" "$1" | head -1; }
+
+check_site() {
+	local user=$OUT/usersite problems="" out=$OUT/site-user.out who
+	mkdir -p "$user"
+	printf 'import sys
+print("user sitecustomize ran", file=sys.stderr)
+' >"$user/sitecustomize.py"
+	run site-user LD_PRELOAD="$SHIM" PYTHONPATH="$user:$STUBS:$HERE" -- "$HERE/site_client.py"
+	[ "$STATUS" = 0 ] || problems+="$(describe_status); "
+	grep -q '^user sitecustomize ran$' "$OUT/site-user.err" || problems+="the user's sitecustomize did not run; "
+	[ "$(site_seen "$out" self sitecustomize)" = "$user/sitecustomize.py" ] ||
+		problems+="sitecustomize is $(site_seen "$out" self sitecustomize), not the user's; "
+	[ "$(site_seen "$out" self PYTHONPATH)" = "$user:$STUBS:$HERE" ] ||
+		problems+="the program saw PYTHONPATH=$(site_seen "$out" self PYTHONPATH); "
+	[ "$(site_seen "$out" exec PYTHONPATH)" = "$user:$STUBS:$HERE" ] ||
+		problems+="a started program saw PYTHONPATH=$(site_seen "$out" exec PYTHONPATH); "
+	grep -q '^self: layer on sys.path: no$' "$out" || problems+="the layer's directory is left on sys.path; "
+
+	# PYTHONPATH unset by the user: unset again for the program (env -u
+	# after run's own setting).
+	timeout -s ABRT -k 5 $LIMIT env -u PYTHONPATH LD_PRELOAD="$SHIM" PYTHONDONTWRITEBYTECODE=1 "$PYTHON" \
+		"$HERE/site_client.py" </dev/null >"$OUT/site-unset.out" 2>"$OUT/site-unset.err"
+	STATUS=$?
+	[ "$STATUS" = 0 ] || problems+="unset: $(describe_status); "
+	for who in self exec; do
+		[ "$(site_seen "$OUT/site-unset.out" $who PYTHONPATH)" = "<unset>" ] ||
+			problems+="unset: $who saw PYTHONPATH=$(site_seen "$OUT/site-unset.out" $who PYTHONPATH); "
+	done
+
+	run_forking inherit-site LD_PRELOAD="$SHIM" PYTHONPATH="$user:$STUBS:$HERE" -- "$HERE/inherit_client.py" "$TARGET" used inherit-site
+	[ "$STATUS" = 0 ] || problems+="with the user's sitecustomize the child's inherited channel failed ($(describe_status)); "
+	if [ -z "$problems" ]; then
+		pass "sitecustomize: the user's runs, PYTHONPATH is the user's in the program and what it starts (set and unset), inherited channels renewed"
+	else
+		fail "sitecustomize" "$problems" "$out" "$OUT/site-user.err"
+	fi
+}
+
+# --- k. A grpcio the layer does not know (a stand-in package calling itself
+# 1.99.0): nothing patched, one warning line, none at GRPC_FORKSAFE_LOG=error.
+check_other_grpcio() {
+	local fake=$OUT/fake-grpcio problems="" n
+	mkdir -p "$fake/grpc"
+	printf 'from grpc import _channel\n' >"$fake/grpc/__init__.py"
+	printf '__version__ = "1.99.0"\n' >"$fake/grpc/_grpcio_metadata.py"
+	printf 'class Channel:\n    pass\n' >"$fake/grpc/_channel.py"
+	run other-grpcio LD_PRELOAD="$SHIM" PYTHONPATH="$fake" -- -c 'import grpc._channel as c; print(c.Channel.__init__ is object.__init__)'
+	[ "$STATUS" = 0 ] || problems+="$(describe_status); "
+	grep -qx True "$OUT/other-grpcio.out" || problems+="the stand-in's Channel was patched; "
+	n=$(grep -c 'grpc-forksafe: ' "$OUT/other-grpcio.err")
+	[ "$n" = 1 ] && grep -q 'grpc-forksafe: warn: .*grpcio 1.99.0, not 1.51' "$OUT/other-grpcio.err" ||
+		problems+="expected one warning naming grpcio 1.99.0, got $n line(s); "
+	run other-grpcio-quiet LD_PRELOAD="$SHIM" PYTHONPATH="$fake" GRPC_FORKSAFE_LOG=error -- -c 'import grpc'
+	grep -q 'grpc-forksafe: ' "$OUT/other-grpcio-quiet.err" && problems+="GRPC_FORKSAFE_LOG=error still printed a warning; "
+	if [ -z "$problems" ]; then
+		pass "other grpcio: a grpcio other than 1.51 is left alone, with one warning ($(sed 's/.*grpc-forksafe: //' "$OUT/other-grpcio.err"))"
+	else
+		fail "other grpcio" "$problems" "$OUT/other-grpcio.out" "$OUT/other-grpcio.err"
+	fi
+}
+
 check_stock_demo
 check_demo
 check_leak
@@ -349,4 +490,12 @@ check_guard
 check_user_choice
 check_stream
 check_exec
+check_inherited unused 3
+check_inherited used 3
+check_inherited kinds 3
+check_inherited pool 12
+check_inherited nested 4
+check_close_mode
+check_site
+check_other_grpcio
 summary python

@@ -1,0 +1,133 @@
+"""grpc-forksafe's Python layer: grpcio channels that survive os.fork().
+
+The shim puts this file's directory first on PYTHONPATH in a Python
+interpreter under its default policy (shim/embedded.c), where it has also
+turned on grpcio's own fork handling. That handling closes, in the child,
+every channel the child inherited: a call on one raises ValueError. Here each
+such channel, still in use in the child, gets a core channel of the child's
+own (same target, options and credentials), and so do the stubs' callables
+made from it; the first call in the child goes over a new connection.
+
+What runs at start-up, before the program: PYTHONPATH gets back the value the
+user gave it (so programs this interpreter starts see the user's), the user's
+own sitecustomize, if there is one further on sys.path, is imported, and a
+finder waits for the program to import grpc. grpc itself is never imported
+here; its channel module is patched once the program imports it, and only if
+it is the grpcio this layer knows (1.51); otherwise one warning and nothing.
+
+Settings: GRPC_FORKSAFE_LOG (error, warn, info, debug or 0-3; default warn)
+and GRPC_FORKSAFE_LOG_FILE, as for the shim.
+"""
+import os
+import sys
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_LEVELS = ("error", "warn", "info", "debug")
+_WARN = 1
+
+
+def _log_level():
+    text = os.environ.get("GRPC_FORKSAFE_LOG", "")
+    if text in _LEVELS:
+        return _LEVELS.index(text)
+    if text in ("0", "1", "2", "3"):
+        return int(text)
+    return _WARN  # the shim has already reported a bad value
+
+
+def _log(level, message):
+    if level > _log_level():
+        return
+    # Named as the shim names the process: the interpreter's argv[0].
+    argv = getattr(sys, "orig_argv", None) or [sys.executable or "python"]
+    line = "%s[%d]: grpc-forksafe: %s: %s\n" % (os.path.basename(argv[0]), os.getpid(), _LEVELS[level], message)
+    try:
+        path = os.environ.get("GRPC_FORKSAFE_LOG_FILE")
+        if path:
+            with open(path, "a") as out:
+                out.write(line)
+        else:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass  # no log is no reason to disturb the program
+
+
+def _restore_pythonpath():
+    """Takes the shim's entry off PYTHONPATH: unset if the user had not set it."""
+    value = os.environ.get("PYTHONPATH")
+    if value == _HERE:
+        del os.environ["PYTHONPATH"]
+    elif value is not None and value.startswith(_HERE + os.pathsep):
+        os.environ["PYTHONPATH"] = value[len(_HERE) + 1:]
+
+
+def _run_users_sitecustomize():
+    """Imports the sitecustomize this one hides, as site.py would have. Its
+    errors go to site.py, which reports them as it would without the shim."""
+    import importlib.machinery
+    import importlib.util
+
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+    spec = importlib.machinery.PathFinder.find_spec("sitecustomize", sys.path)
+    if spec is None or spec.loader is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["sitecustomize"] = module
+    spec.loader.exec_module(module)
+
+
+class _PatchOnImport:
+    """A meta-path finder that patches grpc._channel once it is loaded."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "grpc._channel":
+            return None
+        sys.meta_path.remove(self)
+        import importlib.util
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        spec.loader = _PatchingLoader(spec.loader)
+        return spec
+
+
+class _PatchingLoader:
+
+    def __init__(self, loader):
+        self._loader = loader
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        self._loader.exec_module(module)
+        try:
+            _load_channels().install(module, _log)
+        except Exception as exc:  # the program never fails because of the layer
+            _log(_WARN, "inherited grpcio channels stay closed: %s: %s" % (type(exc).__name__, exc))
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
+
+
+def _load_channels():
+    """The patch itself (grpc_forksafe_channels.py here), loaded by its path:
+    this directory is no longer on sys.path."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("grpc_forksafe_channels",
+                                                  os.path.join(_HERE, "grpc_forksafe_channels.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _main():
+    _restore_pythonpath()
+    if "grpc._channel" in sys.modules:
+        return  # loaded before site (python -c with a custom site?): leave it
+    sys.meta_path.insert(0, _PatchOnImport())
+
+
+_main()
+_run_users_sitecustomize()
