@@ -10,6 +10,7 @@
  * go through libcares' own socket() calls, which the fd hooks leave to the
  * application.
  */
+#include <dlfcn.h>
 #include <ares.h>
 #include <errno.h>
 #include <stdatomic.h>
@@ -68,6 +69,20 @@ static const struct ares_socket_functions grpc_socket_functions = {
 typedef int (*init_options_fn)(ares_channel *, struct ares_options *, int);
 typedef void (*set_socket_functions_fn)(ares_channel, const struct ares_socket_functions *, void *);
 
+/* libcares loaded RTLD_LOCAL (with a libgrpc a plugin loaded, say) is not
+ * in the global scope: look it up from the object that called, whose own
+ * dependencies include it. *scope gets that object's handle (kept: it pins an
+ * object that is loaded anyway). */
+static void *from_callers_scope(const void *caller, const char *name, void **scope)
+{
+	Dl_info info;
+
+	if (dladdr(caller, &info) == 0 || info.dli_fname == NULL ||
+	    (*scope = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD)) == NULL)
+		return NULL;
+	return dlsym(*scope, name);
+}
+
 EXPORT int ares_init_options(ares_channel *channelptr, struct ares_options *options, int optmask)
 {
 	static _Atomic(init_options_fn) real;
@@ -79,10 +94,15 @@ EXPORT int ares_init_options(ares_channel *channelptr, struct ares_options *opti
 	if (init == NULL) {
 		/* Only a program with libcares loaded calls this; the lookup is repeated
 		 * harmlessly by threads that race here. */
+		void *scope = NULL;
+
 		init = (init_options_fn)fs_next_symbol("ares_init_options");
 		if (init == NULL)
+			init = (init_options_fn)from_callers_scope(__builtin_return_address(0), "ares_init_options", &scope);
+		if (init == NULL)
 			return ARES_ENOTINITIALIZED;
-		atomic_store(&set_functions, (set_socket_functions_fn)fs_next_symbol("ares_set_socket_functions"));
+		atomic_store(&set_functions, scope != NULL ? (set_socket_functions_fn)dlsym(scope, "ares_set_socket_functions")
+							   : (set_socket_functions_fn)fs_next_symbol("ares_set_socket_functions"));
 		atomic_store(&real, init);
 	}
 	if (fs_mode_acts(fs_cfg.mode)) {

@@ -24,7 +24,10 @@ static server_fn lookup(_Atomic server_fn *slot, const char *name)
 	server_fn f = atomic_load_explicit(slot, memory_order_acquire);
 
 	if (f == NULL) {
-		*(void **)&f = fs_next_symbol(name);
+		/* Settled first: a libgrpc loaded RTLD_LOCAL (by a plugin) is found
+		 * then, and fs_grpc_symbol looks there too. */
+		(void)fs_grpc_settle();
+		*(void **)&f = fs_grpc_symbol(name);
 		if (f == NULL)
 			fs_log(FS_ERROR, "%s: the installed libgrpc has no such function", name);
 		atomic_store_explicit(slot, f, memory_order_release);

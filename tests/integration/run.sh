@@ -265,9 +265,10 @@ check_close() {
 check_serving_without_shim() {
   local s=$1 run=without-shim-$1 problems=""
   local name="without the shim, $s: fork() returns at once"
-  CLIENT_LIMIT=$((LIMIT < 40 ? LIMIT : 40)) run_client "$s" "$run"
+  # Only the fork is judged: what stock gRPC does after it (its child hangs,
+  # and the parent may then wait for it) is stock gRPC's business.
+  run_client "$s" "$run"
   local out=$OUT/$run.out err=$OUT/$run.err
-  case "$STATUS" in 124|137) problems+="client $(describe_exit "$STATUS" 40); " ;; esac
   problems+=$(check_lines "$(serving_parent_lines)" "$out" "$run")
   reap_leftovers "$out" "$err" >/dev/null
   if [ -z "$problems" ]; then pass "$name"; else fail "$name" "${problems%; }" "$out" "$err"; fi
