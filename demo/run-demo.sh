@@ -156,6 +156,9 @@ fi
 if [ "$(inherited py-shim)" = "failed (ValueError)" ]; then
   echo "With the shim grpcio's own fork handling runs: it closes the inherited channel"
   echo "in the child (calls on it raise ValueError) and new channels work."
+elif [ "$(inherited py-shim)" = "ok" ]; then
+  echo "With the shim the child's inherited channel was given a connection of its own"
+  echo "at the fork, and its calls and those on new channels work."
 fi
 
 echo
