@@ -5,24 +5,26 @@
  * inherited connections: an RPC that gRPC sends on one fails (UNAVAILABLE)
  * before gRPC reconnects.
  *
- * Python's grpcio has fork handling of its own, off by default: in the child
- * it closes every inherited channel (their use raises ValueError) and restarts
- * gRPC core, so new channels work at once. It needs core to shut down within
- * its time limit, which the default c-ares resolver misses when a channel
- * names its target by DNS name (the child exits with status 64); the native
- * resolver does not. Policy `reset` (the default) therefore sets
+ * Python's grpcio has fork handling of its own, off by default. Turned on, it
+ * pauses grpcio's threads before the fork, so that gRPC core's own fork
+ * handlers can run, and in the child closes every inherited channel (their
+ * use raises ValueError) and waits for core to shut down, ending the child
+ * with status 64 when it does not: with the default c-ares resolver and a
+ * target given by DNS name, and in every child of a process that serves.
+ * Policy `reset` (the default) sets
  *     GRPC_ENABLE_FORK_SUPPORT=1  GRPC_DNS_RESOLVER=native
  * in a Python interpreter, before Python copies its environment, each only
  * if the user has not set it. Policy `guard` leaves the environment alone.
  *
- * grpcio's handling closes every channel the child inherited, even ones that
- * would have worked without it. So `reset` also puts the directory
+ * In modes reconnect and close, `reset` also puts the directory
  * `python-layer` next to this library (build tree and installation alike)
  * first on PYTHONPATH: its sitecustomize.py takes the entry off again before
- * the program runs, and gives each inherited channel a connection of the
- * child's own (shim/python/sitecustomize.py). In modes off, audit and close the shim
- * loads no Python layer; nor where the interpreter ignores PYTHONPATH (-E, -I)
- * or imports no sitecustomize (-S).
+ * the program runs, and runs grpcio's fork handling from Python's own fork
+ * hooks instead of grpcio's, without the wait that ends children, and gives
+ * each inherited channel a connection of the child's own (reconnect) or
+ * closes it as grpcio would (close) (shim/python/). Where the layer is not
+ * loaded (modes off and audit; an interpreter that ignores PYTHONPATH, -E or
+ * -I, or imports no sitecustomize, -S), grpcio's own handling runs.
  */
 #include "embedded.h"
 
@@ -99,7 +101,6 @@ void fs_embedded_init(void)
 		return;
 	set_default("GRPC_ENABLE_FORK_SUPPORT", "1");
 	set_default("GRPC_DNS_RESOLVER", "native");
-	/* Mode close keeps grpcio's closed channels: calls on them fail at once. */
-	if (fs_cfg.mode == FS_MODE_RECONNECT)
+	if (fs_cfg.mode == FS_MODE_RECONNECT || fs_cfg.mode == FS_MODE_CLOSE)
 		add_python_layer();
 }

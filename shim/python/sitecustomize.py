@@ -2,18 +2,22 @@
 
 The shim puts this file's directory first on PYTHONPATH in a Python
 interpreter under its default policy (shim/embedded.c), where it has also
-turned on grpcio's own fork handling. That handling closes, in the child,
-every channel the child inherited: a call on one raises ValueError. Here each
-such channel, still in use in the child, gets a core channel of the child's
-own (same target, options and credentials), and so do the stubs' callables
-made from it; the first call in the child goes over a new connection.
+turned on grpcio's fork support. grpcio's own fork handlers would close every
+channel a child inherited (a call on one raises ValueError) and end every
+child of a process that serves with status 64; here they are replaced by the
+same work run from Python's fork hooks (grpc_forksafe_fork.py), and each
+channel still in use in the child gets a core channel of the child's own
+(same target, options and credentials), and so do the stubs' callables made
+from it (grpc_forksafe_channels.py): the first call in the child goes over a
+new connection.
 
 What runs at start-up, before the program: PYTHONPATH gets back the value the
 user gave it (so programs this interpreter starts see the user's), the user's
 own sitecustomize, if there is one further on sys.path, is imported, and a
 finder waits for the program to import grpc. grpc itself is never imported
-here; its channel module is patched once the program imports it, and only if
-it is the grpcio this layer knows (1.51); otherwise one warning and nothing.
+here; its extension module and its channel module are patched once the
+program imports them, and only if it is the grpcio this layer knows (1.51);
+otherwise one warning and nothing.
 
 Settings: GRPC_FORKSAFE_LOG (error, warn, info, debug or 0-3; default warn)
 and GRPC_FORKSAFE_LOG_FILE, as for the shim.
@@ -23,7 +27,7 @@ import sys
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _LEVELS = ("error", "warn", "info", "debug")
-_WARN = 1
+_WARN, _DEBUG = 1, 3
 
 
 def _log_level():
@@ -78,24 +82,72 @@ def _run_users_sitecustomize():
 
 
 class _PatchOnImport:
-    """A meta-path finder that patches grpc._channel once it is loaded."""
+    """A meta-path finder that patches grpcio's modules as they are loaded:
+    first its extension module (before it can install its fork handlers),
+    then its channel and server modules."""
+
+    def __init__(self):
+        self._pending = ["grpc._cython.cygrpc", "grpc._channel", "grpc._server"]
+        self._fork_handling = None
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != "grpc._channel":
+        if fullname not in self._pending:
             return None
-        sys.meta_path.remove(self)
+        self._pending.remove(fullname)
         import importlib.util
-        spec = importlib.util.find_spec(fullname)
+        # The module's own spec, found without this finder.
+        sys.meta_path.remove(self)
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            if self._pending:
+                sys.meta_path.insert(0, self)
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
-        spec.loader = _PatchingLoader(spec.loader)
+        patch = {"grpc._cython.cygrpc": self._patch_cygrpc, "grpc._channel": self._patch_channel,
+                 "grpc._server": self._patch_server}[fullname]
+        spec.loader = _PatchingLoader(spec.loader, patch)
         return spec
+
+    def _patch_cygrpc(self, cygrpc):
+        fork = _load("grpc_forksafe_fork")
+        problem = fork.unsupported(cygrpc)
+        if problem:
+            self._give_up()
+            _log(_WARN, "inherited grpcio channels stay closed after fork: %s" % problem)
+        elif not cygrpc.is_fork_support_enabled():
+            self._give_up()
+            _log(_DEBUG, "grpcio's fork support is off: forks and channels left as they are")
+        else:
+            handling = fork.ForkHandling(cygrpc, _log)
+            if handling.take_over():
+                self._fork_handling = handling
+            else:
+                self._give_up()
+                _log(_WARN, "grpcio installed its fork handlers before the layer could take over: left as they are")
+
+    def _patch_server(self, module):
+        if self._fork_handling is not None:
+            self._fork_handling.patch_server(module)
+
+    def _give_up(self):
+        self._pending[:] = []
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+
+    def _patch_channel(self, module):
+        if self._fork_handling is not None:
+            # The shim loads the layer in modes reconnect and close only, and
+            # has reported a bad value (then reconnect).
+            close = os.environ.get("GRPC_FORKSAFE_MODE", "").lower() == "close"
+            _load("grpc_forksafe_channels").install(module, self._fork_handling, close, _log)
 
 
 class _PatchingLoader:
 
-    def __init__(self, loader):
+    def __init__(self, loader, patch):
         self._loader = loader
+        self._patch = patch
 
     def create_module(self, spec):
         return self._loader.create_module(spec)
@@ -103,7 +155,7 @@ class _PatchingLoader:
     def exec_module(self, module):
         self._loader.exec_module(module)
         try:
-            _load_channels().install(module, _log)
+            self._patch(module)
         except Exception as exc:  # the program never fails because of the layer
             _log(_WARN, "inherited grpcio channels stay closed: %s: %s" % (type(exc).__name__, exc))
 
@@ -111,12 +163,11 @@ class _PatchingLoader:
         return getattr(self._loader, name)
 
 
-def _load_channels():
-    """The patch itself (grpc_forksafe_channels.py here), loaded by its path:
-    this directory is no longer on sys.path."""
+def _load(name):
+    """A module of the layer (NAME.py here), loaded by its path: this
+    directory is no longer on sys.path."""
     import importlib.util
-    spec = importlib.util.spec_from_file_location("grpc_forksafe_channels",
-                                                  os.path.join(_HERE, "grpc_forksafe_channels.py"))
+    spec = importlib.util.spec_from_file_location(name, os.path.join(_HERE, name + ".py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -124,7 +175,7 @@ def _load_channels():
 
 def _main():
     _restore_pythonpath()
-    if "grpc._channel" in sys.modules:
+    if "grpc._cython.cygrpc" in sys.modules:
         return  # loaded before site (python -c with a custom site?): leave it
     sys.meta_path.insert(0, _PatchOnImport())
 

@@ -1,0 +1,228 @@
+"""grpcio's fork handling, run from Python's own fork hooks (see sitecustomize.py).
+
+With fork support on (the shim sets GRPC_ENABLE_FORK_SUPPORT=1), grpcio 1.51
+installs pthread_atfork handlers that run Python from inside fork() itself.
+In the child that handler runs before CPython has made the child's only thread
+the owner of its interpreter state (a rare hang in the child, seen with stock
+grpcio too), closes every channel the child inherited, and then waits about
+1.5 s for gRPC core to shut down, ending the child with status 64 when it
+does not: always, in a process that runs a grpcio server, whose server object
+keeps core initialised. Every child of a serving process died that way,
+including children that never use gRPC and subprocess's preexec_fn children.
+
+So grpcio's handlers are never installed: once grpcio's extension module is
+loaded, and before it can install them, it is told they are. The same work
+runs from os.register_at_fork instead:
+  before          grpcio's threads pause at their next fork check, as with its
+                  own handler (bounded: the fork goes ahead after PAUSE_S)
+  after, parent   they resume
+  after, child    grpcio's fork state starts afresh (locks, counters, its fork
+                  epoch), and each inherited channel still open gets a
+                  connection of the child's own, or in mode close is closed
+                  as grpcio would (grpc_forksafe_channels.py).
+Nothing waits for core to shut down: a server object or a stuck call cannot
+end the child. gRPC core's own fork handlers (in C, compiled into grpcio)
+still run, and the child goes on with the core they reset.
+
+Only for the grpcio this was written against, 1.51.x, with every name used
+here present; otherwise nothing is changed and grpcio's handlers work as
+without the layer (one warning).
+"""
+import os
+import threading
+
+# How long a fork waits for grpcio's threads to pause, as grpcio's own handler.
+PAUSE_S = 5
+# How long a server's polling thread stays inside gRPC core at most, and so
+# how long a fork waits for it (grpcio's own period is 1 s).
+SERVER_POLL_S = 0.1
+
+_WARN, _INFO, _DEBUG = 1, 2, 3
+_FORK_STATE_NAMES = ("fork_in_progress_condition", "fork_in_progress", "postfork_states_to_reset",
+                     "fork_handler_registered_lock", "fork_handler_registered", "active_thread_count",
+                     "fork_epoch", "channels")
+
+
+def grpcio_version():
+    """grpcio's version, or None."""
+    try:
+        from grpc import _grpcio_metadata
+        return _grpcio_metadata.__version__
+    except ImportError:
+        return None
+
+
+def unsupported(cygrpc):
+    """What keeps this grpcio's fork handling from being taken over, or None."""
+    version = grpcio_version()
+    if version is None:
+        return "grpcio's version is unknown"
+    if not version.startswith("1.51."):
+        return "grpcio %s, not 1.51" % version
+    state = getattr(cygrpc, "_fork_state", None)
+    missing = [n for n in ("_fork_state", "_ActiveThreadCount", "is_fork_support_enabled")
+               if not hasattr(cygrpc, n)]
+    missing += ["_fork_state." + n for n in _FORK_STATE_NAMES if state is not None and not hasattr(state, n)]
+    if missing:
+        return "grpcio %s lacks %s" % (version, ", ".join(missing))
+    return None
+
+
+class ForkHandling:
+    """grpcio's fork handling, moved into Python's fork hooks. in_child deals
+    with the inherited channels: close_inherited unless
+    grpc_forksafe_channels.py renews them instead."""
+
+    def __init__(self, cygrpc, log):
+        self._cygrpc = cygrpc
+        self._log = log
+        self.in_child = self.close_inherited
+        # How many forks separate this process from the one that loaded grpcio.
+        self.generation = 0
+        self._servers = _ServerThreads()
+
+    def take_over(self):
+        """True if grpcio's own handlers will not be installed."""
+        state = self._cygrpc._fork_state
+        with state.fork_handler_registered_lock:
+            if state.fork_handler_registered:
+                return False
+            state.fork_handler_registered = True
+        os.register_at_fork(before=self._before, after_in_parent=self._after_in_parent,
+                            after_in_child=self._after_in_child)
+        return True
+
+    def patch_server(self, module):
+        """grpc._server (module): each server's polling thread leaves gRPC
+        core at least every SERVER_POLL_S and waits there while a fork is in
+        progress. A thread inside core at the fork makes core skip its fork
+        handlers, and then the child cannot use gRPC at all."""
+        missing = [n for n in ("_serve", "_DEALLOCATED_SERVER_CHECK_PERIOD_S", "time") if not hasattr(module, n)]
+        if missing:
+            self._log(_WARN, "grpcio's server threads are not paused at forks: grpc._server lacks %s"
+                      % ", ".join(missing))
+            return
+        servers = self._servers
+        serve = module._serve
+
+        def _serve(state):
+            servers.started()
+            try:
+                return serve(state)
+            finally:
+                servers.ended()
+
+        module._serve = _serve
+        module._DEALLOCATED_SERVER_CHECK_PERIOD_S = min(module._DEALLOCATED_SERVER_CHECK_PERIOD_S, SERVER_POLL_S)
+        # grpc._server reads the clock once per poll, outside core: the point
+        # where a polling thread waits.
+        module.time = _ClockWithPausePoint(module.time, servers)
+
+    def _before(self):
+        if not self._servers.pause(PAUSE_S):
+            self._log(_INFO, "grpcio's server threads did not pause within %d s; forking all the same" % PAUSE_S)
+        state = self._cygrpc._fork_state
+        with state.fork_in_progress_condition:
+            state.fork_in_progress = True
+        if not state.active_thread_count.await_zero_threads(PAUSE_S):
+            self._log(_INFO, "grpcio's threads did not pause within %d s; forking all the same" % PAUSE_S)
+
+    def _after_in_parent(self):
+        state = self._cygrpc._fork_state
+        with state.fork_in_progress_condition:
+            state.fork_in_progress = False
+            state.fork_in_progress_condition.notify_all()
+        self._servers.resume()
+
+    def _after_in_child(self):
+        try:
+            state = self._cygrpc._fork_state
+            # Threads that were waiting on these are gone with the parent's
+            # other threads; they may have held them.
+            state.fork_in_progress_condition = threading.Condition()
+            state.active_thread_count = self._cygrpc._ActiveThreadCount()
+            for waiting in state.postfork_states_to_reset:
+                waiting.reset_postfork_child()
+            state.postfork_states_to_reset = []
+            state.fork_epoch += 1
+            state.fork_in_progress = False
+            self.generation += 1
+            self._servers.reset_in_child()
+        except Exception as exc:  # the child must never die because of this
+            self._log(_WARN, "grpcio's fork state not reset in the child: %s: %s" % (type(exc).__name__, exc))
+            return
+        self.in_child()
+
+    def close_inherited(self):
+        """What grpcio's own handler does: a call on an inherited channel
+        raises ValueError (closed channel)."""
+        for channel in list(self._cygrpc._fork_state.channels):
+            try:
+                channel._close_on_fork()
+            except Exception as exc:  # the child must never die because of this
+                self._log(_WARN, "an inherited grpcio channel not closed: %s: %s" % (type(exc).__name__, exc))
+
+
+class _ServerThreads:
+    """The polling threads of grpcio's servers, and a gate they wait at while
+    a fork is in progress."""
+
+    def __init__(self):
+        self._mine = threading.local()
+        self.reset_in_child()
+
+    def reset_in_child(self):
+        """Also the initial state: the parent's polling threads are gone."""
+        self._cond = threading.Condition()
+        self._running = 0
+        self._waiting = 0
+        self._forking = False
+
+    def started(self):
+        self._mine.polling = True
+        with self._cond:
+            self._running += 1
+
+    def ended(self):
+        with self._cond:
+            self._running -= 1
+            self._cond.notify_all()
+
+    def pause_point(self):
+        if not getattr(self._mine, "polling", False):
+            return  # a handler's thread reading the clock: not a poller
+        with self._cond:
+            if not self._forking:
+                return
+            self._waiting += 1
+            self._cond.notify_all()
+            while self._forking:
+                self._cond.wait()
+            self._waiting -= 1
+
+    def pause(self, timeout):
+        """True once every polling thread waits at the gate."""
+        with self._cond:
+            self._forking = True
+            return self._cond.wait_for(lambda: self._waiting >= self._running, timeout)
+
+    def resume(self):
+        with self._cond:
+            self._forking = False
+            self._cond.notify_all()
+
+
+class _ClockWithPausePoint:
+    """The time module, as grpc._server sees it: reading the clock is a pause
+    point."""
+
+    def __init__(self, clock, servers):
+        self._clock = clock
+        self._servers = servers
+
+    def time(self):
+        self._servers.pause_point()
+        return self._clock.time()
+
+    def __getattr__(self, name):
+        return getattr(self._clock, name)
