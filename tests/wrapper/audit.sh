@@ -56,6 +56,7 @@ audit_end_to_end() {
   fi
 
   audit_python
+  audit_gunicorn
 }
 
 # grpcio: gRPC is compiled into the module, so the audit sees its descriptors
@@ -92,4 +93,108 @@ audit_python() {
   check "--audit on a grpcio program whose child execs at once: does not need it; output unchanged" "$p" \
     "$tmp/audit-py-exec.err"
   unset PYTHONPATH GRPC_ENABLE_FORK_SUPPORT
+}
+
+# gunicorn, started as users start it, with --preload: the application module
+# (tests/wrapper/gunicorn_app.py) makes a grpcio channel at import, in the
+# master, which then forks its workers; each HTTP request makes one RPC on the
+# channel the worker inherited. Run twice: without an RPC in the master (the
+# channel has no connection yet at the fork) and with one (it has).
+GUNICORN=/usr/bin/gunicorn
+GUNICORN_WORKERS=3
+GUNICORN_REQUESTS=60
+GUNICORN_PID=
+
+# gunicorn_run NAME RPC_AT_IMPORT [PREFIX...]: PREFIX... gunicorn under
+# timeout(1), which makes a process group of its own; waits for its workers,
+# makes the requests (the driver's line in NAME.http), then stops it with
+# SIGTERM. Sets ST (gunicorn's, or the wrapper's, exit status) and
+# GUNICORN_PROBLEM (why the run went wrong, or empty).
+gunicorn_run() {
+  local name=$1 rpc=$2 port="" _
+  shift 2
+  GUNICORN_PROBLEM=""
+  : >"$tmp/$name.http"
+  env -u GRPC_ENABLE_FORK_SUPPORT -u GRPC_DNS_RESOLVER PYTHONPATH="$B/python:$ROOT/tests/wrapper" \
+    PYTHONDONTWRITEBYTECODE=1 ECHO_TARGET="$target" RPC_AT_IMPORT="$rpc" \
+    timeout -k 5 $((LIMIT * 2)) "$@" "$GUNICORN" --preload -w $GUNICORN_WORKERS -k sync -b 127.0.0.1:0 \
+    gunicorn_app:app </dev/null >"$tmp/$name.out" 2>"$tmp/$name.err" &
+  GUNICORN_PID=$!
+  # gunicorn says where it listens (port 0: the kernel chose), then boots each worker.
+  for _ in $(seq 200); do
+    [ "$(grep -c 'Booting worker with pid' "$tmp/$name.err")" -ge $GUNICORN_WORKERS ] && break
+    kill -0 "$GUNICORN_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  port=$(sed -n 's|.*Listening at: http://127\.0\.0\.1:\([0-9][0-9]*\) .*|\1|p' "$tmp/$name.err" | head -n 1)
+  if [ -z "$port" ] || [ "$(grep -c 'Booting worker with pid' "$tmp/$name.err")" -lt $GUNICORN_WORKERS ]; then
+    GUNICORN_PROBLEM="gunicorn did not start $GUNICORN_WORKERS workers within 20 s; "
+  else
+    timeout -k 5 $((LIMIT + 10)) /usr/bin/python3 tests/wrapper/http_requests.py "http://127.0.0.1:$port" \
+      $GUNICORN_REQUESTS "$LIMIT" >"$tmp/$name.http" 2>"$tmp/$name.http-err" ||
+      GUNICORN_PROBLEM="the HTTP client failed (status $?); "
+  fi
+  gunicorn_stop
+}
+
+# SIGTERM to timeout(1), which passes it on; gunicorn stops its workers
+# (they get 30 s to finish a request). Whatever is left after 40 s is killed.
+gunicorn_stop() {
+  local _
+  [ -n "$GUNICORN_PID" ] || return 0
+  kill -TERM "$GUNICORN_PID" 2>/dev/null
+  for _ in $(seq 400); do
+    kill -0 "$GUNICORN_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$GUNICORN_PID" 2>/dev/null; then
+    GUNICORN_PROBLEM+="gunicorn did not stop within 40 s of SIGTERM; "
+    kill -KILL -- "-$GUNICORN_PID" 2>/dev/null
+  fi
+  wait "$GUNICORN_PID"
+  # shellcheck disable=SC2034 # read by expect_status (run.sh)
+  ST=$?
+  GUNICORN_PID=
+}
+
+# The audit's verdict for gunicorn: every worker that served a request used
+# the channel it inherited from the master, and the audit sees grpcio (whose
+# own fork handling is on by default) open a connection of its own in that
+# worker. Never "does not need", and not "unknown" either. The driver's line
+# (60 ok, 0 failed, ...) is in gunicorn-*.http.
+audit_gunicorn() {
+  local variant rpc sockets p answered verdict http_audit http_plain
+  if [ ! -x "$GUNICORN" ]; then
+    fail "--audit on gunicorn" "$GUNICORN is missing (Debian's gunicorn package; scripts/ensure-deps test)"
+    return
+  fi
+  # A run cut short leaves no gunicorn behind.
+  trap 'gunicorn_stop; echo_server_stop; rm -rf "$tmp"' EXIT
+  for variant in import-channel import-rpc; do
+    [ $variant = import-rpc ] && rpc=1 sockets="1 socket" || rpc=0 sockets="0 sockets"
+    gunicorn_run "gunicorn-plain-$variant" $rpc
+    p=$GUNICORN_PROBLEM
+    p+=$(expect_status "gunicorn-plain-$variant" 0)
+    gunicorn_run "gunicorn-audit-$variant" $rpc "$W" --audit
+    p+=$GUNICORN_PROBLEM
+    p+=$(expect_status "gunicorn-audit-$variant" 0)
+    p+=$(no_shim_lines "gunicorn-audit-$variant")
+    http_plain=$(cat "$tmp/gunicorn-plain-$variant.http")
+    http_audit=$(cat "$tmp/gunicorn-audit-$variant.http")
+    # The same answers: as many 200s (and failures) with the audit as without.
+    [ -n "$http_plain" ] && [ "${http_plain%%, answered*}" = "${http_audit%%, answered*}" ] ||
+      p+="HTTP answers without the audit: '$http_plain', with it: '$http_audit'; "
+    err "gunicorn-audit-$variant" | grep -q "^grpc-forksafe: audit: $GUNICORN_WORKERS forks with live gRPC state:\$" ||
+      p+="the $GUNICORN_WORKERS forks of the workers were not reported; "
+    err "gunicorn-audit-$variant" | grep -qE "^grpc-forksafe: audit: python3\[[0-9]+\] forked child [0-9]+ with [0-9]+ descriptors of gRPC compiled into the program \($sockets; its channels are not seen\)\$" ||
+      p+="no fork reported with grpcio's descriptors ($sockets); "
+    answered=$(sed -n 's/.*, answered by \([0-9]*\) process.*/\1/p' "$tmp/gunicorn-audit-$variant.http")
+    [ "$answered" = 1 ] && verdict="1 child process" || verdict="${answered:-?} child processes"
+    verdict="grpc-forksafe: verdict: this program needs grpc-forksafe: $verdict used gRPC state inherited across fork(); run it as: grpc-forksafe COMMAND"
+    [ "$(err "gunicorn-audit-$variant" | grep '^grpc-forksafe: verdict: ')" = "$verdict" ] ||
+      p+="verdict '$(err "gunicorn-audit-$variant" | grep '^grpc-forksafe: verdict: ')', expected '$verdict'; "
+    check "--audit on gunicorn --preload -w $GUNICORN_WORKERS ($variant): needs grpc-forksafe; HTTP answers unchanged" \
+      "$p" "$tmp/gunicorn-audit-$variant.err" "$tmp/gunicorn-audit-$variant.http-err" "$tmp/gunicorn-plain-$variant.err"
+  done
+  echo_server_stop_on_exit "$tmp"
 }
