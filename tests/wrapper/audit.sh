@@ -73,15 +73,30 @@ audit_python() {
 
   # The child calls on its inherited channel: not harmless, whatever the
   # child's call did (stock grpcio may fail it, crash the child, or break the
-  # parent's channel).
+  # parent's channel). Without grpcio's fork handling the child's gRPC goes on
+  # with the epoll set and the connection it inherited, and the audit sees it
+  # wait on that epoll set.
   run audit-py "$W" --audit "$py" tests/wrapper/py_inherited.py "$target"
   p=$(expect_status audit-py 0)
   out audit-py | head -n 1 | grep -q '^parent (pid [0-9]*): RPC before fork  *ok ' || p+="the first RPC failed; "
   err audit-py | grep -qE '^grpc-forksafe: audit: 1 fork made while gRPC compiled into the program held descriptors .*; first: python3\[[0-9]+\] forked child [0-9]+ with [1-9][0-9]* descriptors \([1-9][0-9]* sockets?\)$' ||
     p+="the fork with grpcio's descriptors (and its connection) was not reported; "
-  err audit-py | tail -n 1 | grep -qE '^grpc-forksafe: verdict: (unknown: 1 fork was made while gRPC compiled into the program|this program needs grpc-forksafe)' ||
+  err audit-py | grep -qE "^grpc-forksafe: audit:   child [0-9]+ used gRPC compiled into cygrpc\.[^ ]*, which it inherited \(it waited on that gRPC's epoll set" ||
+    p+="the child's wait on its inherited epoll set was not reported; "
+  err audit-py | tail -n 1 | grep -q '^grpc-forksafe: verdict: this program needs grpc-forksafe: 1 child process used gRPC state inherited across fork(); run it as: grpc-forksafe COMMAND$' ||
     p+="verdict '$(err audit-py | tail -n 1)'; "
-  check "--audit on a grpcio program whose child uses its inherited channel: never 'does not need'" "$p" "$tmp/audit-py.err"
+  check "--audit on a grpcio program whose child uses its inherited channel: needs grpc-forksafe" "$p" "$tmp/audit-py.err"
+
+  # The child does not touch gRPC (it polls an epoll set of its own): the
+  # audit cannot tell, and says so.
+  run audit-py-quiet "$W" --audit "$py" tests/wrapper/py_inherited.py "$target" quiet
+  run plain-py-quiet "$py" tests/wrapper/py_inherited.py "$target" quiet
+  p=$(expect_status audit-py-quiet 0)
+  p+=$(same_output plain-py-quiet audit-py-quiet)
+  err audit-py-quiet | tail -n 1 | grep -q '^grpc-forksafe: verdict: unknown: 1 fork was made while gRPC compiled into the program (Python' ||
+    p+="verdict '$(err audit-py-quiet | tail -n 1)'; "
+  check "--audit on a grpcio program whose child polls an epoll set of its own: unknown, not 'needs'" "$p" \
+    "$tmp/audit-py-quiet.err"
 
   # The child execs at once: harmless, and said so.
   run audit-py-exec "$W" --audit "$py" tests/wrapper/py_inherited.py "$target" exec

@@ -192,6 +192,9 @@ E='0 servers, 0 threads inside gRPC, gRPC not initialised; 5 descriptors of embe
 audit_log embedded "py[400]: grpc-forksafe: warn: audit: fork: child 401 inherits 0 live channels and 0 calls in flight; $E"
 audit_log embedded-used "py[400]: grpc-forksafe: warn: audit: fork: child 401 inherits 0 live channels and 0 calls in flight; $E" \
   "py[401]: grpc-forksafe: warn: audit: embedded gRPC (cygrpc.cpython-311-x86_64-linux-gnu.so) opened a socket in this child, which inherited 5 of its descriptors"
+# A child whose embedded gRPC goes on with the epoll set (and connections) it inherited.
+audit_log embedded-waited "py[400]: grpc-forksafe: warn: audit: fork: child 401 inherits 0 live channels and 0 calls in flight; $E" \
+  "py[401]: grpc-forksafe: warn: audit: embedded gRPC (cygrpc.cpython-311-x86_64-linux-gnu.so) waited on the epoll set it inherited in this child, which inherited 5 of its descriptors"
 p=""
 run needs "$REPORT" "$tmp/needs.log"
 [ "$ST" -eq 1 ] || p+="needs: status $ST; "
@@ -243,6 +246,12 @@ out embedded-used | grep -q '^grpc-forksafe: audit:   child 401 used gRPC compil
   p+="embedded-used: the child's use not reported; "
 out embedded-used | tail -n 1 | grep -q '^grpc-forksafe: verdict: this program needs grpc-forksafe: 1 child process' ||
   p+="embedded-used: verdict '$(out embedded-used | tail -n 1)'; "
+run embedded-waited "$REPORT" "$tmp/embedded-waited.log"
+[ "$ST" -eq 1 ] || p+="embedded-waited: status $ST; "
+out embedded-waited | grep -q "^grpc-forksafe: audit:   child 401 used gRPC compiled into cygrpc.cpython-311-x86_64-linux-gnu.so, which it inherited (it waited on that gRPC's epoll set, which it shares with its parent" ||
+  p+="embedded-waited: the child's use not reported; "
+out embedded-waited | tail -n 1 | grep -q '^grpc-forksafe: verdict: this program needs grpc-forksafe: 1 child process' ||
+  p+="embedded-waited: verdict '$(out embedded-waited | tail -n 1)'; "
 check "the audit report on hand-made logs: forks, uses, kinds, each verdict" "$p" "$tmp"/needs.err "$tmp"/unused.err \
   "$tmp"/kinds.out "$tmp"/embedded.out
 
