@@ -32,6 +32,15 @@ static atomic_uint extra_servers;
 static size_t inherited_embedded;
 static atomic_bool embedded_use_reported;
 
+/* The epoll sets of embedded gRPC this child inherited, as registered at the
+ * fork: gRPC keeps one (or a few), and a set it closes and makes again in the
+ * child (grpcio's own fork handling does) gets another token. */
+#define MAX_INHERITED_EPOLLS 8
+static int inherited_epolls[MAX_INHERITED_EPOLLS];
+static uint64_t inherited_epoll_tokens[MAX_INHERITED_EPOLLS];
+static size_t n_inherited_epolls;
+atomic_bool fs_audit_watching_waits;
+
 void fs_audit_server_started(grpc_server *server)
 {
 	for (size_t i = 0; i < MAX_SERVERS; i++) {
@@ -93,6 +102,10 @@ void fs_audit_child(const struct fs_audit_fork *a)
 {
 	inherited_embedded = a->embedded_fds;
 	atomic_store_explicit(&embedded_use_reported, false, memory_order_relaxed);
+	n_inherited_epolls = a->embedded_fds == 0 ? 0
+						  : fs_fdreg_list_locked(FS_FD_EPOLL, true, inherited_epolls,
+									 inherited_epoll_tokens, MAX_INHERITED_EPOLLS);
+	atomic_store_explicit(&fs_audit_watching_waits, n_inherited_epolls > 0, memory_order_relaxed);
 	/* The other threads' waits ended with them. */
 	atomic_store_explicit(&fs_audit_busy, 0, memory_order_relaxed);
 }
@@ -118,8 +131,28 @@ void fs_audit_fd_opened(int fd, enum fs_fd_kind kind, const void *caller)
 	if (fs_generation == 0 || inherited_embedded == 0 || kind != FS_FD_SOCKET ||
 	    atomic_exchange(&embedded_use_reported, true))
 		return;
+	atomic_store_explicit(&fs_audit_watching_waits, false, memory_order_relaxed);
 	fs_log(FS_WARN,
 	       "audit: embedded gRPC (%s) opened a socket in this child, which inherited %zu of its descriptors",
+	       object_name(caller), inherited_embedded);
+}
+
+void fs_audit_waited(int epfd, const void *caller)
+{
+	size_t i = 0;
+
+	while (i < n_inherited_epolls && inherited_epolls[i] != epfd)
+		i++;
+	/* Anybody else's epoll set, or gRPC's own made in this child. */
+	if (i == n_inherited_epolls || fs_fdreg_token(epfd) != inherited_epoll_tokens[i] ||
+	    fs_owner_of(caller) != FS_OWNER_EMBEDDED)
+		return;
+	atomic_store_explicit(&fs_audit_watching_waits, false, memory_order_relaxed);
+	if (atomic_exchange(&embedded_use_reported, true))
+		return;
+	fs_log(FS_WARN,
+	       "audit: embedded gRPC (%s) waited on the epoll set it inherited in this child, which inherited %zu of "
+	       "its descriptors",
 	       object_name(caller), inherited_embedded);
 }
 

@@ -35,6 +35,17 @@ void fs_audit_log_fork(const char *child, size_t channels, size_t calls, const s
 /* Fork path (child): remembers what was inherited. No allocation. */
 void fs_audit_child(const struct fs_audit_fork *a);
 
+/* True only in a child, in mode audit, that inherited epoll sets of gRPC
+ * compiled into the program and has not yet reported using them: the epoll
+ * hooks test it and nothing else otherwise. */
+extern atomic_bool fs_audit_watching_waits __attribute__((visibility("hidden")));
+
+/* epoll_wait() or epoll_pwait() on `epfd` by `caller`, while
+ * fs_audit_watching_waits: reported once if embedded gRPC waits on an epoll
+ * set it inherited (its own inherited gRPC at work, on the parent's
+ * connections). */
+void fs_audit_waited(int epfd, const void *caller);
+
 /* A descriptor opened by `caller` that the shim does not track in mode audit:
  * registered if gRPC compiled into the program opened it, and reported once
  * in a child that inherited that gRPC's descriptors. */

@@ -537,6 +537,42 @@ size_t fs_fdreg_live_sockets_locked(bool embedded)
 	return c.n;
 }
 
+struct listing {
+	enum fs_fd_kind kind;
+	bool embedded;
+	int *fds;
+	uint64_t *tokens;
+	size_t max, n;
+};
+
+static bool list_one(int fd, struct slot *s, uint64_t w, void *arg)
+{
+	struct listing *l = arg;
+
+	if (W_STATE(w) == ST_LIVE && W_KIND(w) == l->kind && W_EMBEDDED(w) == l->embedded) {
+		l->fds[l->n] = fd;
+		l->tokens[l->n++] = w;
+	}
+	return l->n < l->max;
+}
+
+size_t fs_fdreg_list_locked(enum fs_fd_kind kind, bool embedded, int *fds, uint64_t *tokens, size_t max)
+{
+	struct listing l = { kind, embedded, fds, tokens, max, 0 };
+
+	if (max > 0)
+		each_entry(list_one, &l);
+	return l.n;
+}
+
+uint64_t fs_fdreg_token(int fd)
+{
+	struct slot *s;
+	uint64_t w = word_of(fd, &s);
+
+	return W_STATE(w) == ST_FREE ? 0 : w;
+}
+
 size_t fs_fdreg_count(void)
 {
 	return atomic_load(&count);

@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum fs_fd_kind { FS_FD_SOCKET, FS_FD_EPOLL, FS_FD_OTHER };
 
@@ -80,6 +81,13 @@ size_t fs_fdreg_live_locked(size_t *embedded);
 /* Live sockets, of embedded gRPC when `embedded`, else of the shared one. */
 size_t fs_fdreg_live_sockets_locked(bool embedded);
 size_t fs_fdreg_count(void);
+/* Up to `max` live descriptors of `kind`, of embedded gRPC when `embedded`,
+ * with a token for each (see fs_fdreg_token). No allocation. */
+size_t fs_fdreg_list_locked(enum fs_fd_kind kind, bool embedded, int *fds, uint64_t *tokens, size_t max);
+/* What is registered at `fd` now, as an opaque token: it changes whenever the
+ * number is forgotten or registered anew, so an equal token means the same
+ * registration. 0 when nothing is. Lock-free, no allocation. */
+uint64_t fs_fdreg_token(int fd);
 bool fs_fdreg_is_reserved(int fd);
 bool fs_fdreg_contains(int fd);
 

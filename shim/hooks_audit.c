@@ -3,9 +3,12 @@
  * and the completion-queue waits of a process the shim only watches (in modes
  * reconnect and close, hooks_cq.c brings such threads out before a fork; in
  * mode audit they stay inside, as they would without the shim, and a fork then
- * leaves the child with gRPC's locks in whatever state those threads had).
+ * leaves the child with gRPC's locks in whatever state those threads had);
+ * and the epoll waits of a child whose embedded gRPC may go on with the
+ * epoll set, and so the connections, it inherited.
  */
 #include <stdatomic.h>
+#include <sys/epoll.h>
 
 #include "audit.h"
 #include "config.h"
@@ -15,6 +18,7 @@
 #include "log.h"
 
 #define EXPORT __attribute__((visibility("default")))
+#define CALLER __builtin_return_address(0)
 
 typedef void (*server_fn)(grpc_server *);
 
@@ -76,4 +80,20 @@ grpc_event fs_audit_cq_pluck(grpc_completion_queue *cq, void *tag, gpr_timespec 
 	ev = fs_grpc.cq_pluck(cq, tag, deadline, reserved);
 	atomic_fetch_sub_explicit(&fs_audit_busy, 1, memory_order_relaxed);
 	return ev;
+}
+
+/* Every process's waits pass here: one relaxed load unless this is an audit
+ * child that still watches. */
+EXPORT int epoll_wait(int epfd, struct epoll_event *events, int maxevents, int timeout)
+{
+	if (__builtin_expect(atomic_load_explicit(&fs_audit_watching_waits, memory_order_relaxed), 0))
+		fs_audit_waited(epfd, CALLER);
+	return fs_libc.epoll_wait(epfd, events, maxevents, timeout);
+}
+
+EXPORT int epoll_pwait(int epfd, struct epoll_event *events, int maxevents, int timeout, const sigset_t *sigmask)
+{
+	if (__builtin_expect(atomic_load_explicit(&fs_audit_watching_waits, memory_order_relaxed), 0))
+		fs_audit_waited(epfd, CALLER);
+	return fs_libc.epoll_pwait(epfd, events, maxevents, timeout, sigmask);
 }

@@ -18,6 +18,14 @@ static int sys_accept4(int fd, struct sockaddr *a, socklen_t *l, int f) { return
 static int sys_epoll_create(int size) { return (int)syscall(SYS_epoll_create1, size > 0 ? 0 : -1); }
 static int sys_epoll_create1(int flags) { return (int)syscall(SYS_epoll_create1, flags); }
 static int sys_eventfd(unsigned int v, int f) { return (int)syscall(SYS_eventfd2, v, f); }
+static int sys_epoll_wait(int e, struct epoll_event *ev, int n, int t)
+{
+	return (int)syscall(SYS_epoll_pwait, e, ev, n, t, NULL, _NSIG / 8);
+}
+static int sys_epoll_pwait(int e, struct epoll_event *ev, int n, int t, const sigset_t *m)
+{
+	return (int)syscall(SYS_epoll_pwait, e, ev, n, t, m, _NSIG / 8);
+}
 static int sys_pipe(int fds[2]) { return (int)syscall(SYS_pipe2, fds, 0); }
 static int sys_pipe2(int fds[2], int f) { return (int)syscall(SYS_pipe2, fds, f); }
 static int sys_dup2(int o, int n) { return (int)syscall(SYS_dup2, o, n); }
@@ -44,6 +52,8 @@ struct fs_libc fs_libc = {
 	.epoll_create = sys_epoll_create,
 	.epoll_create1 = sys_epoll_create1,
 	.eventfd = sys_eventfd,
+	.epoll_wait = sys_epoll_wait,
+	.epoll_pwait = sys_epoll_pwait,
 	.pipe = sys_pipe,
 	.pipe2 = sys_pipe2,
 	.dup2 = sys_dup2,
@@ -86,6 +96,8 @@ void fs_libc_resolve(void)
 	RESOLVE(epoll_create);
 	RESOLVE(epoll_create1);
 	RESOLVE(eventfd);
+	RESOLVE(epoll_wait);
+	RESOLVE(epoll_pwait);
 	RESOLVE(pipe);
 	RESOLVE(pipe2);
 	RESOLVE(dup2);

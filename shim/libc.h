@@ -2,7 +2,9 @@
 #ifndef FORKSAFE_LIBC_H
 #define FORKSAFE_LIBC_H
 
+#include <signal.h>
 #include <spawn.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
@@ -15,6 +17,8 @@ struct fs_libc {
 	int (*epoll_create)(int);
 	int (*epoll_create1)(int);
 	int (*eventfd)(unsigned int, int);
+	int (*epoll_wait)(int, struct epoll_event *, int, int);
+	int (*epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
 	int (*pipe)(int[2]);
 	int (*pipe2)(int[2], int);
 	int (*dup2)(int, int);

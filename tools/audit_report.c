@@ -18,6 +18,7 @@
 #define SHARE_END " in this child would share the connection of an inherited channel"
 #define EMBEDDED_LINE "audit: embedded gRPC ("
 #define EMBEDDED_END ") opened a socket in this child, which inherited "
+#define EMBEDDED_WAIT_END ") waited on the epoll set it inherited in this child, which inherited "
 #define EXEC_LINE "audit: exec: program started"
 
 /* What became of a fork's child, as far as the log tells. */
@@ -38,7 +39,9 @@ struct fork_event {
 	enum fate fate;
 };
 
-enum use_kind { USE_INHERITED, USE_SHARED, USE_EMBEDDED };
+/* USE_EMBEDDED: embedded gRPC opened a socket in a child that inherited it;
+ * USE_EMBEDDED_WAIT: it waited on its inherited epoll set there. */
+enum use_kind { USE_INHERITED, USE_SHARED, USE_EMBEDDED, USE_EMBEDDED_WAIT };
 
 struct use_event {
 	long pid;
@@ -174,7 +177,7 @@ static int parse_use(struct audit *a, long pid, const char *text, const char *st
 
 	if (target == NULL)
 		return 0;
-	if (kind == USE_EMBEDDED) {
+	if (kind == USE_EMBEDDED || kind == USE_EMBEDDED_WAIT) {
 		/* "... which inherited <n> of its descriptors": the end varies. */
 		if ((stop = strstr(target, end)) == NULL)
 			return 0;
@@ -234,7 +237,8 @@ static int parse_line(struct audit *a, const char *line)
 	return parse_fork(a, line, (size_t)(mark + 1 - line), text) ||
 	       parse_use(a, pid, text, USED_LINE, USED_END, USE_INHERITED) ||
 	       parse_use(a, pid, text, SHARE_LINE, SHARE_END, USE_SHARED) ||
-	       parse_use(a, pid, text, EMBEDDED_LINE, EMBEDDED_END, USE_EMBEDDED) || parse_exec(a, pid, text);
+	       parse_use(a, pid, text, EMBEDDED_LINE, EMBEDDED_END, USE_EMBEDDED) ||
+	       parse_use(a, pid, text, EMBEDDED_LINE, EMBEDDED_WAIT_END, USE_EMBEDDED_WAIT) || parse_exec(a, pid, text);
 }
 
 static const char *plural(long n, const char *one, const char *many)
@@ -247,6 +251,11 @@ static void print_what(const struct use_event *u, FILE *out)
 {
 	if (u->kind == USE_EMBEDDED)
 		fprintf(out, "used gRPC compiled into %s, which it inherited (it opened a socket of its own)", u->target);
+	else if (u->kind == USE_EMBEDDED_WAIT)
+		fprintf(out,
+			"used gRPC compiled into %s, which it inherited (it waited on that gRPC's epoll set, which it "
+			"shares with its parent, with the connections in it)",
+			u->target);
 	else if (u->kind == USE_INHERITED && u->count == 1)
 		fprintf(out, "used its inherited channel to %s", u->target);
 	else if (u->kind == USE_INHERITED)

@@ -75,5 +75,13 @@ $(FORKING_SERVER): tests/wrapper/forking_server.cc $(ECHO_OBJS)
 	@mkdir -p $(@D)
 	$(CXX) $(GRPCXX_CFLAGS) -o $@ $< $(ECHO_OBJS) $(GRPCXX_LIBS)
 
-test-wrapper: $(WRAPPER) $(SHIM) $(ECHO_SERVER) $(FORK_CLIENT) $(AUDIT_REPORT) $(FORKING_SERVER) $(PY_STUBS)
+# Forks and execs a program N times, for the test that the log file's
+# complaint comes once.
+FORK_EXEC := $(BUILD)/tests/wrapper/fork-exec
+
+$(FORK_EXEC): tests/wrapper/fork_exec.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(WARN) -std=gnu11 -o $@ $<
+
+test-wrapper: $(WRAPPER) $(SHIM) $(ECHO_SERVER) $(FORK_CLIENT) $(AUDIT_REPORT) $(FORKING_SERVER) $(FORK_EXEC) $(PY_STUBS)
 	@tests/wrapper/run.sh --build $(BUILD) --make '$(MAKE)'

@@ -206,6 +206,42 @@ Test(fdreg, embedded_grpc_descriptors_are_guarded_on_their_own)
 	cr_assert_eq(in_child_neutralising(false, embedded_only_child, fds), 0);
 }
 
+/* The audit tells an epoll set a child inherited from one gRPC made again
+ * on the same number: listed with a token, which a new registration changes. */
+Test(fdreg, listed_epoll_sets_keep_their_token_until_registered_anew)
+{
+	int ep = epoll_create1(EPOLL_CLOEXEC), other = epoll_create1(EPOLL_CLOEXEC), sv[2], fds[4], again;
+	uint64_t tokens[4], token = 0;
+	size_t n, i;
+
+	cr_assert(ep >= 0 && other >= 0);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	fs_fdreg_adopt(ep, FS_FD_EPOLL, true);
+	fs_fdreg_adopt(other, FS_FD_EPOLL, false); /* the shared library's: not listed */
+	fs_fdreg_adopt(sv[0], FS_FD_SOCKET, true);  /* a socket: not listed */
+	n = fs_fdreg_list_locked(FS_FD_EPOLL, true, fds, tokens, 4);
+	for (i = 0; i < n; i++) {
+		cr_assert(fds[i] != other && fds[i] != sv[0], "fd %d listed", fds[i]);
+		if (fds[i] == ep)
+			token = tokens[i];
+	}
+	cr_assert_neq(token, 0, "the embedded epoll set was not listed");
+	cr_assert_eq(fs_fdreg_token(ep), token);
+	cr_assert_eq(fs_fdreg_list_locked(FS_FD_EPOLL, true, fds, tokens, 0), 0);
+
+	cr_assert_eq(fs_fdreg_close(ep, grpc_code(), fs_libc.close), 0);
+	cr_assert_eq(fs_fdreg_token(ep), 0);
+	again = epoll_create1(EPOLL_CLOEXEC);
+	cr_assert_eq(again, ep, "the number was not reused");
+	fs_fdreg_adopt(again, FS_FD_EPOLL, true);
+	cr_assert(fs_fdreg_token(again) != 0 && fs_fdreg_token(again) != token);
+
+	fs_fdreg_close(again, grpc_code(), fs_libc.close);
+	fs_fdreg_close(other, grpc_code(), fs_libc.close);
+	fs_fdreg_close(sv[0], grpc_code(), fs_libc.close);
+	close(sv[1]);
+}
+
 /* close() is async-signal-safe: a handler may close (and fork) while its
  * thread is inside the registry's close. Nothing there may wait for the
  * interrupted thread; a hang ends in the suite's timeout. */

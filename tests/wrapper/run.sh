@@ -23,7 +23,7 @@ done
 cd "$ROOT" || exit 2
 B=$(realpath -m "$BUILD")
 W=$B/grpc-forksafe SHIM=$B/libgrpc_forksafe.so CLIENT=$B/tests/fork-client REPORT=$B/tests/wrapper/audit-report
-for f in "$W" "$SHIM" "$CLIENT" "$REPORT" "$B/echo-server"; do
+for f in "$W" "$SHIM" "$CLIENT" "$REPORT" "$B/echo-server" "$B/tests/wrapper/fork-exec"; do
   [ -x "$f" ] || [ -f "$f" ] || { echo "$0: $f does not exist (run make first)" >&2; exit 2; }
 done
 LIMIT=${FORKSAFE_TEST_TIMEOUT:-60}
@@ -155,6 +155,62 @@ LD_PRELOAD="$tmp/first.so:$SHIM" run preload-twice "$W" sh -c 'printf "%s\n" "$L
 [ "$(out preload-twice)" = "$SHIM:$tmp/first.so" ] || p+="with the shim already listed, LD_PRELOAD was '$(out preload-twice)'; "
 check "an existing LD_PRELOAD is kept, after the shim" "$p" "$tmp/preload.err"
 
+# --- a log file or descriptor that cannot be used ---------------------------
+
+# The complaint is one line, from the first process under the shim, however
+# many programs that process and its children exec (the shim marks the
+# environment: GRPC_FORKSAFE_LOG_WARNED=1); the program's output and exit
+# status stay its own.
+FORK_EXEC=$B/tests/wrapper/fork-exec
+# log_once NAME STATUS OUTPUT PATTERN [VAR=VALUE...] -- CMD...: CMD with the
+# shim preloaded and the variables set; problems unless it exits with STATUS,
+# prints OUTPUT, and its stderr holds exactly one line of the shim's, which
+# matches PATTERN.
+log_once() {
+  local name=$1 status=$2 output=$3 pattern=$4 envs=() n
+  shift 4
+  while [ "$1" != -- ]; do envs+=("$1"); shift; done
+  shift
+  run "$name" env -u GRPC_FORKSAFE_LOG_WARNED -u GRPC_FORKSAFE_LOG_FD LD_PRELOAD="$SHIM" "${envs[@]}" "$@"
+  expect_status "$name" "$status"
+  [ "$(out "$name")" = "$output" ] || printf '%s printed %s; ' "$name" "'$(oneline "$(out "$name")")'"
+  n=$(grep -cE '^[^ ]+\[[0-9]+\]: grpc-forksafe: ' "$tmp/$name.err")
+  [ "$n" -eq 1 ] || printf '%s: %s lines of the shim on stderr, expected 1; ' "$name" "$n"
+  grep -qE "^[^ ]+\[[0-9]+\]: grpc-forksafe: warn: $pattern\$" "$tmp/$name.err" ||
+    printf '%s: no line matching "%s"; ' "$name" "$pattern"
+}
+missing=$tmp/no-such-directory/forksafe.log
+said='GRPC_FORKSAFE_LOG_FILE="[^"]*" cannot be opened \(No such file or directory\); logging to stderr'
+five='for i in 1 2 3 4 5; do /bin/true; done'
+p=$(log_once file-sh 3 "done" "$said" GRPC_FORKSAFE_LOG_FILE="$missing" -- sh -c "$five; echo done; exit 3")
+p+=$(log_once file-forks 0 "5 of 5 children exited with 0" "$said" GRPC_FORKSAFE_LOG_FILE="$missing" -- \
+  "$FORK_EXEC" 5 /bin/sh -c 'sh -c true')
+p+=$(log_once file-python 0 "done" "$said" GRPC_FORKSAFE_LOG_FILE="$missing" -- /usr/bin/python3 -c \
+  'import subprocess
+for _ in range(5): subprocess.run(["/bin/true"], check=True)
+print("done")')
+p+=$(log_once file-mark 0 1 "$said" GRPC_FORKSAFE_LOG_FILE="$missing" -- sh -c 'sh -c "echo \$GRPC_FORKSAFE_LOG_WARNED"')
+p+=$(log_once fd-sh 0 "done" 'GRPC_FORKSAFE_LOG_FD=99 cannot be used \(it is not open\); logging to stderr' \
+  GRPC_FORKSAFE_LOG_FD=99 -- sh -c "$five; echo done")
+[ ! -e "$tmp/no-such-directory" ] || p+="the missing directory was created; "
+check "a log file in a missing directory, a log descriptor not open: said once in all, not at each of 5 execs" "$p" \
+  "$tmp"/file-*.err "$tmp/fd-sh.err"
+
+# A log file the process may not open, after a change of user.
+if [ "$(id -u)" -ne 0 ] || ! id nobody >/dev/null 2>&1; then
+  pass "a log file the user may not open (skipped: needs root and user nobody)"
+else
+  nobody=(setpriv --reuid=nobody --regid=nogroup --clear-groups --)
+  : >"$tmp/private.log"
+  chmod 0600 "$tmp/private.log"
+  said='GRPC_FORKSAFE_LOG_FILE="[^"]*" cannot be opened \(Permission denied\); logging to stderr'
+  p=$(log_once private-sh 0 "done" "$said" GRPC_FORKSAFE_LOG_FILE="$tmp/private.log" -- "${nobody[@]}" sh -c "$five; echo done")
+  p+=$(log_once private-forks 0 "5 of 5 children exited with 0" "$said" GRPC_FORKSAFE_LOG_FILE="$tmp/private.log" -- \
+    "${nobody[@]}" "$FORK_EXEC" 5 /bin/true)
+  [ ! -s "$tmp/private.log" ] || p+="something was written to the private file; "
+  check "a root-owned 0600 log file, as nobody: said once in all, not at each of 5 execs" "$p" "$tmp"/private-*.err
+fi
+
 # --- the audit report on hand-made logs -------------------------------------
 
 # audit_log NAME LINES...: each line gets the shim's prefix.
@@ -192,6 +248,9 @@ E='0 servers, 0 threads inside gRPC, gRPC not initialised; 5 descriptors of embe
 audit_log embedded "py[400]: grpc-forksafe: warn: audit: fork: child 401 inherits 0 live channels and 0 calls in flight; $E"
 audit_log embedded-used "py[400]: grpc-forksafe: warn: audit: fork: child 401 inherits 0 live channels and 0 calls in flight; $E" \
   "py[401]: grpc-forksafe: warn: audit: embedded gRPC (cygrpc.cpython-311-x86_64-linux-gnu.so) opened a socket in this child, which inherited 5 of its descriptors"
+# A child whose embedded gRPC goes on with the epoll set (and connections) it inherited.
+audit_log embedded-waited "py[400]: grpc-forksafe: warn: audit: fork: child 401 inherits 0 live channels and 0 calls in flight; $E" \
+  "py[401]: grpc-forksafe: warn: audit: embedded gRPC (cygrpc.cpython-311-x86_64-linux-gnu.so) waited on the epoll set it inherited in this child, which inherited 5 of its descriptors"
 p=""
 run needs "$REPORT" "$tmp/needs.log"
 [ "$ST" -eq 1 ] || p+="needs: status $ST; "
@@ -243,6 +302,12 @@ out embedded-used | grep -q '^grpc-forksafe: audit:   child 401 used gRPC compil
   p+="embedded-used: the child's use not reported; "
 out embedded-used | tail -n 1 | grep -q '^grpc-forksafe: verdict: this program needs grpc-forksafe: 1 child process' ||
   p+="embedded-used: verdict '$(out embedded-used | tail -n 1)'; "
+run embedded-waited "$REPORT" "$tmp/embedded-waited.log"
+[ "$ST" -eq 1 ] || p+="embedded-waited: status $ST; "
+out embedded-waited | grep -q "^grpc-forksafe: audit:   child 401 used gRPC compiled into cygrpc.cpython-311-x86_64-linux-gnu.so, which it inherited (it waited on that gRPC's epoll set, which it shares with its parent" ||
+  p+="embedded-waited: the child's use not reported; "
+out embedded-waited | tail -n 1 | grep -q '^grpc-forksafe: verdict: this program needs grpc-forksafe: 1 child process' ||
+  p+="embedded-waited: verdict '$(out embedded-waited | tail -n 1)'; "
 check "the audit report on hand-made logs: forks, uses, kinds, each verdict" "$p" "$tmp"/needs.err "$tmp"/unused.err \
   "$tmp"/kinds.out "$tmp"/embedded.out
 
