@@ -11,6 +11,13 @@
 #   echo_server_stop_on_exit DIR
 #       arranges for the server to be stopped and DIR removed when the
 #       script exits, also on SIGINT and SIGTERM.
+#   make_tls_cert DIR
+#       a throwaway self-signed certificate for localhost and 127.0.0.1,
+#       which TLS clients also take as their only root: DIR/cert.pem and
+#       DIR/key.pem (openssl's output in DIR/openssl.log); false if it failed.
+#   with_tls_files DIR COMMAND...
+#       a prefix for echo_server_start: the server serves TLS with DIR's
+#       certificate and key.
 #   await_port_file FILE PID
 #       waits, 10 s at most, until the server of PID (this one or a test's
 #       own, such as a byte sink) has written its port to FILE; false if it
@@ -60,4 +67,17 @@ echo_server_stop_on_exit() {
   # shellcheck disable=SC2064 # DIR is expanded now, on purpose
   trap "echo_server_stop; rm -rf '$1'" EXIT
   trap 'exit 130' INT TERM
+}
+
+make_tls_cert() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$1/key.pem" -out "$1/cert.pem" >"$1/openssl.log" 2>&1
+}
+
+# exec keeps the pid the one echo_server_start started.
+with_tls_files() {
+  local dir=$1
+  shift
+  exec "$@" --tls-cert "$dir/cert.pem" --tls-key "$dir/key.pem"
 }

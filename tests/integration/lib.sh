@@ -258,14 +258,6 @@ stop_server() {
   stop_tls_server
 }
 
-# A throwaway self-signed certificate for localhost and 127.0.0.1, which the
-# TLS clients also take as their only root: $1/cert.pem and $1/key.pem.
-make_tls_cert() {
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
-    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-    -keyout "$1/key.pem" -out "$1/cert.pem" >"$1/openssl.log" 2>&1
-}
-
 # The echo server with TLS, its calls logged to $TLS_DIR/calls.log; sets
 # TLS_PID and TLS_PORT once it accepts calls, or says why not and returns 1.
 start_tls_server() {
@@ -282,9 +274,9 @@ start_tls_server() {
   return $ok
 }
 # A prefix for echo_server_start: the server command it is given, bounded in
-# time, with the TLS files appended. exec keeps the pid the one started.
+# time, with the TLS files appended.
 with_tls() {
-  exec timeout "$TLS_LIFETIME" "$@" --tls-cert "$TLS_DIR/cert.pem" --tls-key "$TLS_DIR/key.pem"
+  with_tls_files "$TLS_DIR" timeout "$TLS_LIFETIME" "$@"
 }
 stop_tls_server() {
   [ -n "$TLS_PID" ] || return 0

@@ -8,8 +8,12 @@ Patterns:
   kinds   the parent calls once; the child makes a unary .future() call, a
           unary-stream call (Count) and a stream-unary call, on callables
           the parent made
-  pool    a multiprocessing.Pool (start method fork) of 2 workers; 12 tasks,
-          each one unary call on the module-level stub
+  pool    a multiprocessing.Pool (start method fork) of 2 workers; 200
+          tasks, each one unary call on the module-level stub
+  executor  the same with a concurrent.futures.ProcessPoolExecutor
+  tls     as used, on a secure_channel (TLS, the root certificate read from
+          the file TLS_ROOT names, and access-token call credentials): every
+          call must reach the server over TLS with the token
   nested  the parent calls once; the child calls through an intercepted
           channel (grpc.intercept_channel) made by the parent, forks a child
           of its own that makes 2 such calls, and calls again once it has
@@ -23,6 +27,7 @@ Prints one line per call (echo_calls.py's format, with the peer the server
 saw), and "parent (pid N): forking" and "... forked" around the fork (for a
 pool: its start); exit status 0 if every call succeeded, 1 if not, 2 on bad usage.
 """
+import concurrent.futures
 import multiprocessing
 import os
 import sys
@@ -34,11 +39,23 @@ import echo_calls
 import echo_pb2
 import echo_pb2_grpc
 
-if len(sys.argv) != 4 or sys.argv[2] not in ("unused", "used", "kinds", "pool", "nested"):
+if len(sys.argv) != 4 or sys.argv[2] not in ("unused", "used", "kinds", "pool", "executor", "nested", "tls"):
     sys.exit(__doc__.split("\n\n")[2])
 TARGET, PATTERN, RUN = sys.argv[1:]
+# The call credentials' token, which the server reports back.
+TOKEN = "forksafe-token"
 
-CHANNEL = grpc.insecure_channel(TARGET)
+
+def channel():
+    if PATTERN != "tls":
+        return grpc.insecure_channel(TARGET)
+    with open(os.environ["TLS_ROOT"], "rb") as root:
+        credentials = grpc.composite_channel_credentials(grpc.ssl_channel_credentials(root_certificates=root.read()),
+                                                         grpc.access_token_call_credentials(TOKEN))
+    return grpc.secure_channel(TARGET, credentials)
+
+
+CHANNEL = channel()
 STUB = echo_pb2_grpc.EchoStub(CHANNEL)
 # Callables of the other kinds, made by hand: Say and Count take one request,
 # which a streaming client call sends as a stream of one.
@@ -59,6 +76,8 @@ INTERCEPTED = echo_pb2_grpc.EchoStub(grpc.intercept_channel(CHANNEL, PassThrough
 
 DEADLINE_S = echo_calls.DEADLINE_S
 CHILD_BUDGET_S = 15.0
+# Tasks a pool or an executor runs.
+TASKS = 200
 
 
 def request(who, what):
@@ -80,15 +99,24 @@ def attempt(who, what, call):
 
 
 def unary(who, what, stub=STUB):
-    return attempt(who, what, lambda: stub.Say(request(who, what), timeout=DEADLINE_S).peer)
+    def call():
+        reply = stub.Say(request(who, what), timeout=DEADLINE_S)
+        if PATTERN == "tls" and not (reply.secure and reply.authorization == "Bearer " + TOKEN):
+            raise RuntimeError("the server saw security type %r and authorization %r"
+                               % (reply.security_type, reply.authorization))
+        return reply.peer
+
+    return attempt(who, what, call)
 
 
 def child_nested():
     ok = unary("child", "call 1 through the inherited intercepted channel", INTERCEPTED)
+    print(echo_calls.head("child", "forking"), flush=True)
     pid = os.fork()
     if pid == 0:
         os._exit(0 if all([unary("child", "grandchild call %d, intercepted channel" % i, INTERCEPTED) for i in (1, 2)])
                  else 1)
+    print(echo_calls.head("child", "forked"), flush=True)
     ok &= echo_calls.wait_child(pid, CHILD_BUDGET_S / 2)
     return ok & unary("child", "call 2 through the inherited intercepted channel", INTERCEPTED)
 
@@ -150,18 +178,33 @@ def task(i):
 def pool():
     ok = unary("parent", "call before the pool")
     print(echo_calls.head("parent", "forking"), flush=True)
-    with multiprocessing.get_context("fork").Pool(2) as workers:
-        print(echo_calls.head("parent", "forked"), flush=True)
+    if PATTERN == "pool":
+        with multiprocessing.get_context("fork").Pool(2) as workers:
+            print(echo_calls.head("parent", "forked"), flush=True)
+            try:
+                results = workers.map_async(task, range(1, TASKS + 1)).get(CHILD_BUDGET_S)
+            except multiprocessing.TimeoutError:
+                print("parent: the pool's tasks did not finish in %g s" % CHILD_BUDGET_S, flush=True)
+                workers.terminate()
+                return False
+    else:
+        # Its workers are forked on the first submit, from the executor's own
+        # management thread or the caller's, as the executor decides.
+        workers = concurrent.futures.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork"))
         try:
-            results = workers.map_async(task, range(1, 13)).get(CHILD_BUDGET_S)
-        except multiprocessing.TimeoutError:
-            print("parent: the pool's tasks did not finish in %g s" % CHILD_BUDGET_S, flush=True)
-            workers.terminate()
+            results = list(workers.map(task, range(1, TASKS + 1), timeout=CHILD_BUDGET_S))
+            print(echo_calls.head("parent", "forked"), flush=True)
+        except concurrent.futures.TimeoutError:
+            print("parent: the executor's tasks did not finish in %g s" % CHILD_BUDGET_S, flush=True)
+            workers.shutdown(wait=False, cancel_futures=True)
+            for process in list(getattr(workers, "_processes", {}).values()):
+                process.kill()
             return False
+        workers.shutdown()
     for task_ok, line in results:
         print(line, flush=True)
         ok &= task_ok
     return ok & unary("parent", "call after the pool")
 
 
-sys.exit(0 if (pool() if PATTERN == "pool" else fork_and_check()) else 1)
+sys.exit(0 if (pool() if PATTERN in ("pool", "executor") else fork_and_check()) else 1)

@@ -7,7 +7,13 @@
 # ended, and what the child's RPC on its inherited channel did. Not part of
 # `make test`: it measures, it does not judge.
 #
-# Usage: tests/python/measure-policies.sh [--runs N] [--build DIR]
+# Then a second table: the busy patterns of tests/python/run.sh (a channel
+# used before the fork, a child that forks again, a thread reading a stream
+# at the fork, a process running a grpc.server forking quiet, preexec_fn and
+# client children), M runs each per setting, counted as ok (exit status 0),
+# failed or hung.
+#
+# Usage: tests/python/measure-policies.sh [--runs N] [--pattern-runs M] [--build DIR]
 #   (`make measure-python` builds what it needs and runs it)
 # Settings:
 #   plain           no shim
@@ -18,12 +24,14 @@
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 RUNS=20
+PATTERN_RUNS=5
 BUILD=build
 while [ $# -gt 0 ]; do
 	case $1 in
 	--runs) RUNS=$2; shift 2 ;;
+	--pattern-runs) PATTERN_RUNS=$2; shift 2 ;;
 	--build) BUILD=$2; shift 2 ;;
-	*) echo "usage: measure-policies.sh [--runs N] [--build DIR]" >&2; exit 2 ;;
+	*) echo "usage: measure-policies.sh [--runs N] [--pattern-runs M] [--build DIR]" >&2; exit 2 ;;
 	esac
 done
 BUILD=$(cd "$BUILD" && pwd) || exit 2
@@ -90,3 +98,43 @@ measure shim-reset LD_PRELOAD="$SHIM"
 measure shim-guard LD_PRELOAD="$SHIM" GRPC_FORKSAFE_EMBEDDED=guard
 measure fork+native GRPC_ENABLE_FORK_SUPPORT=1 GRPC_DNS_RESOLVER=native
 measure fork-only GRPC_ENABLE_FORK_SUPPORT=1
+
+# pattern NAME SCRIPT ARGS... -- [VAR=VALUE...]: PATTERN_RUNS runs of a test
+# program under one setting; prints "ok/failed/hung".
+pattern() {
+	local name=$1 args=() i rc ok=0 failed=0 hung=0
+	shift
+	while [ "$1" != "--" ]; do args+=("$1"); shift; done
+	shift
+	for i in $(seq "$PATTERN_RUNS"); do
+		timeout -k 2 40 env -u LD_PRELOAD -u GRPC_FORKSAFE_EMBEDDED -u GRPC_ENABLE_FORK_SUPPORT \
+			-u GRPC_DNS_RESOLVER -u GRPC_FORKSAFE_MODE PYTHONPATH="$BUILD/python:$HERE" PYTHONDONTWRITEBYTECODE=1 \
+			"$@" "$PYTHON" "${args[@]}" >"$tmp/$name.$i.out" 2>&1 </dev/null
+		rc=$?
+		# stream_client.py judges only the parent: its child must end well too.
+		[ $rc = 0 ] && grep -q ': wait: child [0-9]* ' "$tmp/$name.$i.out" &&
+			! grep -q ': wait: child [0-9]* exited with status 0$' "$tmp/$name.$i.out" && rc=1
+		case $rc in 0) ok=$((ok + 1)) ;; 124|137) hung=$((hung + 1)) ;; *) failed=$((failed + 1)) ;; esac
+		# A hung child that outlived its parent goes too.
+		pkill -KILL -f "$HERE/$(basename "${args[0]}")" 2>/dev/null
+	done
+	printf '%s/%s/%s' "$ok" "$failed" "$hung"
+}
+
+echo
+echo "Busy patterns, $PATTERN_RUNS runs per setting: ok/failed/hung"
+printf '%-18s %12s %12s %12s %12s\n' pattern plain shim-reset shim-guard fork+native
+for p in "used:inherit_client.py used" "nested:inherit_client.py nested" "stream:stream_client.py --messages 20" \
+	"server-quiet:serving_client.py quiet" "server-preexec:serving_client.py preexec" \
+	"server-new:serving_client.py new" "server-inherited:serving_client.py inherited"; do
+	name=${p%%:*} cmd=${p#*:}
+	script=$HERE/${cmd%% *} rest=${cmd#* }
+	# inherit_client.py takes TARGET PATTERN RUN; the others TARGET ARGS.
+	# shellcheck disable=SC2086 # rest is words
+	if [ "${cmd%% *}" = inherit_client.py ]; then set -- "$script" "$target" $rest "measure-$name"; else set -- "$script" "$target" $rest; fi
+	printf '%-18s %12s %12s %12s %12s\n' "$name" \
+		"$(pattern "$name-plain" "$@" --)" \
+		"$(pattern "$name-reset" "$@" -- LD_PRELOAD="$SHIM")" \
+		"$(pattern "$name-guard" "$@" -- LD_PRELOAD="$SHIM" GRPC_FORKSAFE_EMBEDDED=guard)" \
+		"$(pattern "$name-fork" "$@" -- GRPC_ENABLE_FORK_SUPPORT=1 GRPC_DNS_RESOLVER=native)"
+done

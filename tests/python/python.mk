@@ -9,9 +9,8 @@ PY_TEST_OUT := $(BUILD)/tests/python
 
 .PHONY: test-python measure-python
 
-# python3-grpcio is among the demo's packages.
 test-python: $(SHIM) $(PY_LAYER) $(ECHO_SERVER) $(PY_STUBS)
-	@scripts/ensure-deps demo
+	@scripts/ensure-deps python
 	@tests/python/run.sh --shim $(SHIM) --server $(ECHO_SERVER) --stubs $(PY_GEN) --out $(PY_TEST_OUT)
 
 measure-python: $(SHIM) $(ECHO_SERVER) $(PY_STUBS)

@@ -17,13 +17,19 @@
 #   inherited       a module-level channel made before the fork works in the
 #                   child (os.fork(), unused or used by the parent; other
 #                   call kinds; multiprocessing.Pool workers; a grandchild,
-#                   through grpc.intercept_channel): every call,
+#                   through grpc.intercept_channel; over TLS with call
+#                   credentials): every call,
 #                   the first included, on a connection of the child's own,
 #                   wherever and also where it works without the shim
 #   close mode      GRPC_FORKSAFE_MODE=close keeps grpcio's closed channels
 #   sitecustomize   the user's own sitecustomize still runs; programs started
 #                   from the interpreter get the user's PYTHONPATH
 #   other grpcio    a grpcio other than 1.51 is left alone, with one warning
+#   gunicorn        gunicorn --preload, 3 sync workers, a channel made at
+#                   import: 200 requests, each an RPC, all succeed; with and
+#                   without an RPC in the master before it forks
+#   aio             a grpc.aio client forks: its aio channel keeps working, the
+#                   child does no worse than without the shim
 #   serving         a process running a grpcio server forks children that
 #                   never use gRPC, preexec_fn children, and client children
 #                   (new and inherited channels, pool workers): all succeed,
@@ -42,6 +48,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 . "$ROOT/scripts/verdicts.sh"
 . "$ROOT/scripts/echo-server.sh"
 . "$ROOT/scripts/server-log.sh"
+. "$ROOT/scripts/gunicorn.sh"
 
 usage() { echo "usage: run.sh --shim SO --server BIN --stubs DIR --out DIR" >&2; exit 2; }
 SHIM='' SERVER='' STUBS='' OUT=''
@@ -77,7 +84,7 @@ OUT=$(realpath "$OUT")
 ulimit -c 0
 
 ECHO_SERVER_BIN=$SERVER
-trap 'echo_server_stop' EXIT
+trap 'gunicorn_kill_group; echo_server_stop' EXIT
 trap 'exit 130' INT TERM
 echo_server_start "$OUT/server" || exit 2
 SERVER_LOG=$OUT/server/calls.log
@@ -376,43 +383,78 @@ check_exec() {
 inherit_calls() { grep -cE '^(child|worker) .* ok ' "$1"; }
 
 # run_forking NAME [VAR=VALUE...] -- inherit_client.py ARGS: run, made again
-# (3 runs at most) while a run hangs inside os.fork() itself, before any
+# (3 runs at most) while a run hangs inside os.fork() itself, before the new
 # child exists: grpcio's own prefork hang (see check a), with or without the
-# shim, which says nothing about the child. Sets STATUS and FORK_HANGS.
+# shim whenever core's fork handlers run, which says nothing about the child.
+# The parent's fork, or a child's (pattern nested), is bracketed by
+# "forking" and "forked" lines (a child that hangs is stopped by its parent,
+# whose run then fails). Sets STATUS and FORK_HANGS.
+hung_in_fork() {
+	local who
+	for who in parent child; do
+		[ "$(grep -c "^$who .*: forking\$" "$1")" -gt "$(grep -c "^$who .*: forked\$" "$1")" ] && return 0
+	done
+	return 1
+}
+
 run_forking() {
 	local name=$1 i
 	shift
 	FORK_HANGS=0
 	for i in 1 2 3; do
 		run "$name" "$@"
-		hung && grep -q '^parent .*: forking$' "$OUT/$name.out" && ! grep -q '^parent .*: forked$' "$OUT/$name.out" || break
+		[ "$STATUS" != 0 ] && hung_in_fork "$OUT/$name.out" || break
 		FORK_HANGS=$((FORK_HANGS + 1))
 		cp "$OUT/$name.err" "$OUT/$name.fork-hang-$i.err"
 	done
 }
 fork_hangs_note() { [ "$FORK_HANGS" = 0 ] || echo "; $FORK_HANGS run(s) before hung inside os.fork()"; }
 
+# check_inherited PATTERN EXPECTED [TARGET LOG VAR=VALUE...]: the server at
+# TARGET (default the echo server) logs to LOG; VAR=VALUE for both runs.
 check_inherited() {
-	local pattern=$1 expected=$2 out problems="" n first conns stock
-	run_forking "inherit-$pattern-stock" -- "$HERE/inherit_client.py" "$TARGET" "$pattern" "inherit-$pattern-stock"
+	local pattern=$1 expected=$2 target=${3:-$TARGET} log=${4:-$SERVER_LOG} out problems="" n first conns stock
+	local envs=("${@:5}")
+	run_forking "inherit-$pattern-stock" "${envs[@]}" -- "$HERE/inherit_client.py" "$target" "$pattern" "inherit-$pattern-stock"
 	stock="$(describe_status), $(inherit_calls "$OUT/inherit-$pattern-stock.out") of $expected child calls ok$(
 		grep -m1 -E '^(child|worker) .* FAILED' "$OUT/inherit-$pattern-stock.out" | sed 's/.*FAILED *[0-9.]* ms */, first failure: /')"
-	run_forking "inherit-$pattern-shim" LD_PRELOAD="$SHIM" -- "$HERE/inherit_client.py" "$TARGET" "$pattern" "inherit-$pattern-shim"
+	run_forking "inherit-$pattern-shim" LD_PRELOAD="$SHIM" "${envs[@]}" -- "$HERE/inherit_client.py" "$target" "$pattern" \
+		"inherit-$pattern-shim"
 	out=$OUT/inherit-$pattern-shim.out
 	[ "$STATUS" = 0 ] || problems+="$(describe_status); "
 	n=$(inherit_calls "$out")
 	first=$(grep -m1 -E '^(child|worker) .* FAILED' "$out" | sed 's/.*FAILED *[0-9.]* ms *//')
 	[ "$n" = "$expected" ] || problems+="$n of $expected child calls succeeded${first:+ (first failure: $first)}; "
 	grep -q '^parent .* FAILED' "$out" && problems+="a call of the parent's failed; "
-	conns=$(check_connections_per_pid "inherit-$pattern-shim")
+	conns=$(check_connections_per_pid "inherit-$pattern-shim" "$log")
 	problems+=$conns
-	grep -q "^[0-9]* inherit-$pattern-shim:\(child\|worker\):" "$SERVER_LOG" ||
+	grep -q "^[0-9]* inherit-$pattern-shim:\(child\|worker\):" "$log" ||
 		problems+="the server's log has no call of the child's; "
 	if [ -z "$problems" ]; then
 		pass "inherited $pattern: with the shim $n of $expected child calls succeed, on connections of their own$(fork_hangs_note) (without: $stock)"
 	else
 		fail "inherited $pattern" "$problems (without the shim: $stock)" "$out" "$OUT/inherit-$pattern-shim.err"
 	fi
+}
+
+# The same over TLS with call credentials, against a TLS echo server of its own.
+check_inherited_tls() {
+	local dir=$OUT/tls-server main_pid=$ECHO_PID main_port=$ECHO_PORT tls_port
+	mkdir -p "$dir"
+	if ! make_tls_cert "$dir"; then
+		fail "inherited tls" "openssl could not make a certificate" "$dir/openssl.log"
+		return
+	fi
+	if ! echo_server_start "$dir" with_tls_files "$dir"; then
+		ECHO_PID=$main_pid ECHO_PORT=$main_port
+		fail "inherited tls" "the TLS echo server did not start" "$dir/server.err"
+		return
+	fi
+	# The plain server stays the one ECHO_PID names (the EXIT trap stops it).
+	local tls_pid=$ECHO_PID
+	tls_port=$ECHO_PORT ECHO_PID=$main_pid ECHO_PORT=$main_port
+	check_inherited tls 3 "localhost:$tls_port" "$dir/calls.log" TLS_ROOT="$dir/cert.pem"
+	echo_server_stop "$tls_pid"
 }
 
 # --- i. GRPC_FORKSAFE_MODE=close: no layer; grpcio's fork handling still on,
@@ -533,6 +575,58 @@ check_serving() {
 	fi
 }
 
+# --- l. gunicorn --preload with 3 sync workers, started as users start it
+# (scripts/gunicorn.sh); the application makes a channel at import, and one
+# RPC per request on it. 200 requests: with the shim every one succeeds,
+# each worker on connections of its own; with and without an RPC in the
+# master before it forks; each also run without the shim.
+check_gunicorn() {
+	local variant=$1 rpc=$2 problems="" stock http note=""
+	if [ ! -x "$GUNICORN" ]; then
+		fail "gunicorn $variant" "$GUNICORN is missing (Debian's gunicorn package; scripts/ensure-deps test)"
+		return
+	fi
+	gunicorn_run "gunicorn-$variant-stock" "$rpc"
+	stock="$(cat "$OUT/gunicorn-$variant-stock.http")${GUNICORN_PROBLEM:+; $GUNICORN_PROBLEM}"
+	[ "$GUNICORN_FORK_HANGS" = 0 ] || note+="; $GUNICORN_FORK_HANGS run(s) without the shim hung inside os.fork()"
+	gunicorn_run "gunicorn-$variant-shim" "$rpc" env LD_PRELOAD="$SHIM"
+	[ "$GUNICORN_FORK_HANGS" = 0 ] || note+="; $GUNICORN_FORK_HANGS run(s) with the shim hung inside os.fork()"
+	problems+=$GUNICORN_PROBLEM
+	[ "$ST" = 0 ] || problems+="gunicorn's exit status $ST; "
+	http=$(cat "$OUT/gunicorn-$variant-shim.http")
+	[ "${http%%, answered*}" = "$GUNICORN_REQUESTS ok, 0 failed, 0 not sent" ] || problems+="HTTP: '$http'; "
+	problems+=$(check_connections_per_pid "gunicorn-$variant-shim")
+	grep -q "^[0-9]* gunicorn-$variant-shim:worker:" "$SERVER_LOG" || problems+="the server's log has no call of a worker's; "
+	grep -q 'grpc-forksafe: ' "$OUT/gunicorn-$variant-shim.err" && problems+="the shim printed a line; "
+	if [ -z "$problems" ]; then
+		pass "gunicorn $variant: with the shim $http, on connections of their own$note (without: $stock)"
+	else
+		fail "gunicorn $variant" "$problems (without the shim: $stock)" "$OUT/gunicorn-$variant-shim.err" \
+			"$OUT/gunicorn-$variant-shim.http-err"
+	fi
+}
+
+# --- m. grpc.aio, which grpcio 1.51 does not fork with: the parent's aio
+# channel keeps working with the shim, and the child does no worse than
+# without it.
+aio_child() { sed -n 's/^parent .*: wait: child [0-9]* //p' "$OUT/$1.out" | grep . || echo 'not reported'; }
+
+check_aio() {
+	local problems="" stock stock_child
+	run aio-stock -- "$HERE/aio_client.py" "$TARGET"
+	stock="$(describe_status), child: $(aio_child aio-stock)"
+	stock_child=$(aio_child aio-stock)
+	run aio-shim LD_PRELOAD="$SHIM" -- "$HERE/aio_client.py" "$TARGET"
+	[ "$STATUS" = 0 ] || problems+="the parent's aio calls failed ($(describe_status)); "
+	[ "$stock_child" = "exited with status 0" ] && [ "$(aio_child aio-shim)" != "exited with status 0" ] &&
+		problems+="the child did worse than without the shim ($(aio_child aio-shim)); "
+	if [ -z "$problems" ]; then
+		pass "aio: with the shim the parent's aio channel keeps working; child: $(aio_child aio-shim) (without: $stock)"
+	else
+		fail "aio" "$problems (without the shim: $stock)" "$OUT/aio-shim.out" "$OUT/aio-shim.err"
+	fi
+}
+
 check_stock_demo
 check_demo
 check_leak
@@ -544,14 +638,20 @@ check_exec
 check_inherited unused 3
 check_inherited used 3
 check_inherited kinds 3
-check_inherited pool 12
+check_inherited pool 200
+check_inherited executor 200
 check_inherited nested 4
+check_inherited_tls
 check_close_mode
 check_site
 check_other_grpcio
+check_aio
 check_serving quiet 3
 check_serving preexec 3
 check_serving new 3
 check_serving inherited 3
 check_serving pool 1
+GUNICORN_OUT=$OUT GUNICORN_TARGET=$TARGET GUNICORN_STUBS=$STUBS GUNICORN_LIMIT=60 GUNICORN_REQUESTS=200
+check_gunicorn import-channel 0
+check_gunicorn import-rpc 1
 summary python

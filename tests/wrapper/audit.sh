@@ -100,102 +100,13 @@ audit_python() {
   unset PYTHONPATH GRPC_ENABLE_FORK_SUPPORT
 }
 
-# gunicorn, started as users start it, with --preload: the application module
-# (tests/wrapper/gunicorn_app.py) makes a grpcio channel at import, in the
-# master, which then forks its workers; each HTTP request makes one RPC on the
-# channel the worker inherited. Run twice: without an RPC in the master (the
-# channel has no connection yet at the fork) and with one (it has).
-GUNICORN=/usr/bin/gunicorn
-GUNICORN_WORKERS=3
-GUNICORN_REQUESTS=60
-GUNICORN_PID=
-
-# gunicorn_run NAME RPC_AT_IMPORT [PREFIX...]: PREFIX... gunicorn under
-# timeout(1), which makes a process group of its own; waits for its workers,
-# makes the requests (the driver's line in NAME.http), then stops it with
-# SIGTERM. Sets ST (gunicorn's, or the wrapper's, exit status) and
-# GUNICORN_PROBLEM (why the run went wrong, or empty). grpcio's prefork
-# handler now and then hangs inside os.fork() in the master, before the child
-# exists, with or without the shim (README, Known limits): such a run says
-# nothing about the audit, and is made again, 3 runs at most; the count is in
-# GUNICORN_FORK_HANGS.
-gunicorn_run() {
-  local name=$1 attempt
-  GUNICORN_FORK_HANGS=0
-  for attempt in 1 2 3; do
-    gunicorn_attempt "$@"
-    [ "$GUNICORN_HUNG_IN_FORK" = yes ] || break
-    GUNICORN_FORK_HANGS=$((GUNICORN_FORK_HANGS + 1))
-    cp "$tmp/$name.err" "$tmp/$name.fork-hang-$attempt.err"
-  done
-}
-
-gunicorn_attempt() {
-  local name=$1 rpc=$2 port="" master booted _
-  shift 2
-  GUNICORN_PROBLEM="" GUNICORN_HUNG_IN_FORK=no
-  : >"$tmp/$name.http"
-  # TMPDIR: an audit log left by a run cut short goes with $tmp.
-  env -u GRPC_ENABLE_FORK_SUPPORT -u GRPC_DNS_RESOLVER PYTHONPATH="$B/python:$ROOT/tests/wrapper" \
-    PYTHONDONTWRITEBYTECODE=1 ECHO_TARGET="$target" RPC_AT_IMPORT="$rpc" TMPDIR="$tmp" \
-    timeout -k 5 $((LIMIT * 2)) "$@" "$GUNICORN" --preload -w $GUNICORN_WORKERS -k sync -b 127.0.0.1:0 \
-    gunicorn_app:app </dev/null >"$tmp/$name.out" 2>"$tmp/$name.err" &
-  GUNICORN_PID=$!
-  # gunicorn says where it listens (port 0: the kernel chose) and its pid;
-  # each worker says it boots once forked.
-  for _ in $(seq 150); do
-    [ "$(grep -c 'Booting worker with pid' "$tmp/$name.err")" -ge $GUNICORN_WORKERS ] && break
-    kill -0 "$GUNICORN_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  port=$(sed -n 's|.*Listening at: http://127\.0\.0\.1:\([0-9][0-9]*\) .*|\1|p' "$tmp/$name.err" | head -n 1)
-  master=$(sed -n 's|.*Listening at: http://127\.0\.0\.1:[0-9]* (\([0-9][0-9]*\))$|\1|p' "$tmp/$name.err" | head -n 1)
-  booted=$(grep -c 'Booting worker with pid' "$tmp/$name.err")
-  if [ -n "$port" ] && [ "$booted" -ge $GUNICORN_WORKERS ]; then
-    timeout -k 5 $((LIMIT + 10)) /usr/bin/python3 tests/wrapper/http_requests.py "http://127.0.0.1:$port" \
-      $GUNICORN_REQUESTS "$LIMIT" >"$tmp/$name.http" 2>"$tmp/$name.http-err" ||
-      GUNICORN_PROBLEM="the HTTP client failed (status $?); "
-  elif [ -n "$master" ] && kill -0 "$master" 2>/dev/null && [ "$(pgrep -c -P "$master")" -eq "$booted" ]; then
-    # Every child made so far has booted: the master is inside fork().
-    GUNICORN_HUNG_IN_FORK=yes
-    ps -L -o pid,tid,stat,wchan:32,comm -p "$master" >>"$tmp/$name.err" 2>&1
-    # Booted workers, and the wrapper, whose report is moot, go too.
-    gunicorn_kill_group
-  else
-    GUNICORN_PROBLEM="gunicorn did not start $GUNICORN_WORKERS workers within 15 s ($booted booted); "
-  fi
-  gunicorn_stop
-}
-
-# SIGKILL to everything in timeout(1)'s process group but timeout itself,
-# which then exits by itself (and bash has no killed job to announce).
-gunicorn_kill_group() {
-  local pid
-  for pid in $(pgrep -g "$GUNICORN_PID"); do
-    [ "$pid" = "$GUNICORN_PID" ] || kill -KILL "$pid" 2>/dev/null
-  done
-}
-
-# SIGTERM to timeout(1), which passes it on; gunicorn stops its workers
-# (they get 30 s to finish a request). Whatever is left after 40 s is killed.
-gunicorn_stop() {
-  local _
-  [ -n "$GUNICORN_PID" ] || return 0
-  kill -TERM "$GUNICORN_PID" 2>/dev/null
-  for _ in $(seq 400); do
-    kill -0 "$GUNICORN_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$GUNICORN_PID" 2>/dev/null; then
-    GUNICORN_PROBLEM+="gunicorn did not stop within 40 s of SIGTERM; "
-    gunicorn_kill_group
-  fi
-  # The braces keep bash's notice of a killed job out of the test's output.
-  # shellcheck disable=SC2034 # ST is read by expect_status (run.sh)
-  { wait "$GUNICORN_PID"; ST=$?; } 2>/dev/null
-  GUNICORN_PID=
-}
-
+# gunicorn, started as users start it, with --preload (scripts/gunicorn.sh):
+# the application module (tests/python/gunicorn_app.py) makes a grpcio
+# channel at import, in the master, which then forks its workers; each HTTP
+# request makes one RPC on the channel the worker inherited. Run twice:
+# without an RPC in the master (the channel has no connection yet at the
+# fork) and with one (it has).
+#
 # The audit's verdict for gunicorn: every worker that served a request used
 # the channel it inherited from the master, and the audit sees grpcio (whose
 # own fork handling is on by default) open a connection of its own in that
@@ -207,8 +118,9 @@ audit_gunicorn() {
     fail "--audit on gunicorn" "$GUNICORN is missing (Debian's gunicorn package; scripts/ensure-deps test)"
     return
   fi
+  GUNICORN_OUT=$tmp GUNICORN_TARGET=$target GUNICORN_STUBS=$B/python GUNICORN_LIMIT=$LIMIT
   # A test cut short leaves no gunicorn behind.
-  trap '[ -z "$GUNICORN_PID" ] || gunicorn_kill_group; echo_server_stop; rm -rf "$tmp"' EXIT
+  trap 'gunicorn_kill_group; echo_server_stop; rm -rf "$tmp"' EXIT
   for variant in import-channel import-rpc; do
     [ $variant = import-rpc ] && rpc=1 sockets="1 socket" || rpc=0 sockets="0 sockets"
     gunicorn_run "gunicorn-plain-$variant" $rpc

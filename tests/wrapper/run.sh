@@ -40,6 +40,8 @@ echo_server_stop_on_exit "$tmp"
 
 # shellcheck source=scripts/verdicts.sh
 . scripts/verdicts.sh
+# shellcheck source=scripts/gunicorn.sh
+. scripts/gunicorn.sh
 # check NAME PROBLEMS [EVIDENCE FILES...]: PASS if PROBLEMS is empty.
 check() { if [ -z "$2" ]; then pass "$1"; else fail "$1" "${2%; }" "${@:3}"; fi; }
 

@@ -3,10 +3,12 @@ channel and stub made at import time (so, with `--preload`, in gunicorn's
 master, before it forks its workers), and one RPC to the echo server per HTTP
 request.
 
-  ECHO_TARGET=127.0.0.1:PORT [RPC_AT_IMPORT=1] gunicorn --preload ... gunicorn_app:app
+  ECHO_TARGET=127.0.0.1:PORT [RPC_AT_IMPORT=1] [RUN=NAME] gunicorn --preload ... gunicorn_app:app
 
 With RPC_AT_IMPORT=1 the master also makes one RPC while importing the
-module, so its channel holds a connection when the workers are forked.
+module, so its channel holds a connection when the workers are forked. Each
+RPC's tag starts with RUN (default "gunicorn"), then ":master:import" or
+":worker:PATH", without spaces: the echo server's log tells the runs apart.
 Each request is answered "200 OK" with "ok PID" when its RPC succeeded, and
 "502 Bad Gateway" with the RPC's error otherwise.
 """
@@ -28,13 +30,15 @@ def say(tag):
     return echo.Say(echo_pb2.SayRequest(pid=os.getpid(), tag=tag), timeout=DEADLINE_S)
 
 
+RUN = os.environ.get("RUN", "gunicorn")
+
 if os.environ.get("RPC_AT_IMPORT") == "1":
-    say("gunicorn master: import")
+    say(RUN + ":master:import")
 
 
 def app(environ, start_response):
     try:
-        say("gunicorn worker: " + environ.get("PATH_INFO", "/"))
+        say(RUN + ":worker:" + environ.get("PATH_INFO", "/"))
     except Exception as exc:  # the client is told whatever went wrong
         status, body = "502 Bad Gateway", "failed %d %s: %s\n" % (os.getpid(), type(exc).__name__, exc)
     else:
