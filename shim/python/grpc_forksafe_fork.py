@@ -33,8 +33,10 @@ import threading
 
 # How long a fork waits for grpcio's threads to pause, as grpcio's own handler.
 PAUSE_S = 5
-# How long a server's polling thread stays inside gRPC core at most, and so
-# how long a fork waits for it (grpcio's own period is 1 s).
+# How long a server's polling thread stays inside gRPC core at most once its
+# process has forked, and so how long later forks wait for it. Until the
+# first fork grpcio's own period (1 s) is kept: a process that never forks
+# pays nothing.
 SERVER_POLL_S = 0.1
 
 _WARN, _INFO, _DEBUG = 1, 2, 3
@@ -93,10 +95,11 @@ class ForkHandling:
         return True
 
     def patch_server(self, module):
-        """grpc._server (module): each server's polling thread leaves gRPC
-        core at least every SERVER_POLL_S and waits there while a fork is in
-        progress. A thread inside core at the fork makes core skip its fork
-        handlers, and then the child cannot use gRPC at all."""
+        """grpc._server (module): each server's polling thread waits at a
+        point outside gRPC core while a fork is in progress, and from the
+        first fork on leaves core at least every SERVER_POLL_S. A thread
+        inside core at the fork makes core skip its fork handlers, and then
+        the child cannot use gRPC at all."""
         missing = [n for n in ("_serve", "_DEALLOCATED_SERVER_CHECK_PERIOD_S", "time") if not hasattr(module, n)]
         if missing:
             self._log(_WARN, "grpcio's server threads are not paused at forks: grpc._server lacks %s"
@@ -113,7 +116,7 @@ class ForkHandling:
                 servers.ended()
 
         module._serve = _serve
-        module._DEALLOCATED_SERVER_CHECK_PERIOD_S = min(module._DEALLOCATED_SERVER_CHECK_PERIOD_S, SERVER_POLL_S)
+        servers.module = module
         # grpc._server reads the clock once per poll, outside core: the point
         # where a polling thread waits.
         module.time = _ClockWithPausePoint(module.time, servers)
@@ -169,6 +172,7 @@ class _ServerThreads:
 
     def __init__(self):
         self._mine = threading.local()
+        self.module = None  # grpc._server, once loaded
         self.reset_in_child()
 
     def reset_in_child(self):
@@ -202,6 +206,9 @@ class _ServerThreads:
 
     def pause(self, timeout):
         """True once every polling thread waits at the gate."""
+        if self.module is not None and self.module._DEALLOCATED_SERVER_CHECK_PERIOD_S > SERVER_POLL_S:
+            # A poll that began before this holds on to its own deadline.
+            self.module._DEALLOCATED_SERVER_CHECK_PERIOD_S = SERVER_POLL_S
         with self._cond:
             self._forking = True
             return self._cond.wait_for(lambda: self._waiting >= self._running, timeout)
