@@ -3,13 +3,14 @@
  *   prepare  1. take the fork lock: one fork at a time through the shim
  *            2. stop the EventEngine's threads (forkables.c)
  *            3. core's grpc_prefork (may run gRPC code that calls the hooks)
- *            4. take the forkable registry, channel table and fd registry locks
+ *            4. take the forkable registry, channel table and live-call locks;
+ *               wait for descriptor creations in flight (fdreg.c: no lock)
  *   parent   release 4, core's postfork_parent, restart 2, release 1
  *   child    re-make every lock, count the generation, neutralise inherited
  *            gRPC fds, then core's postfork_child, restart 2
- * That is also the one lock order: fork lock, then (no shim lock held while
- * gRPC's own handlers run) forkables, channel table, fd registry. The shim
- * never holds its table or registry locks while it calls into gRPC, so core's
+ * That is also the one lock order (locks.h): fork lock, quiesce lock (not
+ * held while gRPC's own handlers run), forkables, channel table, live calls.
+ * The shim never holds its table locks while it calls into gRPC, so core's
  * prefork cannot end up waiting on one of them.
  *
  * Nothing here allocates: the parent's step only unlocks, and the child's works
@@ -32,6 +33,7 @@
 #include "fdreg.h"
 #include "forkables.h"
 #include "grpclib.h"
+#include "locks.h"
 #include "log.h"
 #include "quiesce.h"
 #include "stats.h"
@@ -39,6 +41,7 @@
 
 unsigned fs_generation;
 bool fs_grpc_unusable;
+__thread unsigned fs_locks_held __attribute__((tls_model("initial-exec")));
 
 static pthread_mutex_t fork_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -223,6 +226,7 @@ void fs_fork_prepare(void)
 	rec.log_pending = false;
 	if (!rec.active)
 		return;
+	fs_lock_mark(FS_LOCK_FORK); /* until this fork's parent or child step ends */
 	rec.acts = fs_mode_acts(fs_cfg.mode);
 	rec.core = CORE_NOT_IN_USE;
 	pthread_mutex_lock(&fork_lock);
@@ -264,9 +268,10 @@ void fs_fork_parent(void)
 		rec.log_pending = true; /* fork()'s hook logs it, with the pid */
 	else
 		log_parent(0);
+	fs_lock_unmark(FS_LOCK_FORK);
 }
 
-static void fork_child(bool restart_grpc)
+static void fork_child_steps(bool restart_grpc)
 {
 	unsigned neutralised = 0;
 
@@ -330,6 +335,12 @@ static void fork_child(bool restart_grpc)
 	if (fs_grpc_unusable)
 		fs_log(FS_WARN, "child: gRPC cannot be used here: calls on every channel, inherited or new, fail at "
 				"once with UNAVAILABLE");
+}
+
+static void fork_child(bool restart_grpc)
+{
+	fork_child_steps(restart_grpc);
+	fs_lock_unmark(FS_LOCK_FORK);
 }
 
 void fs_fork_child(void)
