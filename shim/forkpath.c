@@ -13,6 +13,13 @@
  * The shim never holds its table locks while it calls into gRPC, so core's
  * prefork cannot end up waiting on one of them.
  *
+ * fork() is async-signal-safe, so a signal handler may fork while its thread
+ * is in the middle of one of those locked sections, or of this fork path
+ * itself (locks.h). Such a fork takes no lock at all, since each may be this
+ * very thread's, and runs nothing of gRPC's. The parent stays exactly as it
+ * was; the child's inherited gRPC fds are neutralised as in any child, and
+ * gRPC cannot be used there, as past the quiesce bound.
+ *
  * Nothing here allocates: the parent's step only unlocks, and the child's works
  * on memory that already exists (entries are re-marked, never created).
  */
@@ -40,7 +47,7 @@
 #include "threads.h"
 
 unsigned fs_generation;
-bool fs_grpc_unusable;
+const char *fs_grpc_unusable;
 __thread unsigned fs_locks_held __attribute__((tls_model("initial-exec")));
 
 static pthread_mutex_t fork_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -71,6 +78,12 @@ struct fork_record {
 };
 
 static __thread struct fork_record rec __attribute__((tls_model("initial-exec")));
+
+/* Forks (and fork()'s hooks) started on this thread while it was inside the
+ * shim's locked sections or its fork path: a signal handler's. They finish
+ * before the code they interrupted goes on, and leave `rec` to it. */
+static __thread unsigned nested_forks __attribute__((tls_model("initial-exec")));
+static __thread unsigned nested_hooks __attribute__((tls_model("initial-exec")));
 
 bool fs_forkpath_active(void)
 {
@@ -220,8 +233,22 @@ static void log_parent(pid_t child)
 		       rec.generation + 1, rec.channels, rec.grpc_fds, core_words(rec.core));
 }
 
+static void log_nested(const char *who)
+{
+	fs_log(FS_INFO, "fork: child %s forked by a signal handler that interrupted grpc-forksafe's locked code on "
+			"this thread: no lock taken, gRPC left as it was; gRPC cannot be used in that child",
+	       who);
+}
+
 void fs_fork_prepare(void)
 {
+	/* Inside the shim's locked code or fork path: a signal handler's fork. */
+	if (fs_locks_held != 0 || nested_hooks > 0) {
+		nested_forks++;
+		if (fs_forkpath_active())
+			fs_fdreg_lock(); /* no lock: a bounded wait for other threads' creations */
+		return;
+	}
 	rec.active = fs_forkpath_active();
 	rec.log_pending = false;
 	if (!rec.active)
@@ -250,6 +277,15 @@ void fs_fork_prepare(void)
 
 void fs_fork_parent(void)
 {
+	if (nested_forks > 0) {
+		nested_forks--;
+		if (fs_forkpath_active()) {
+			fs_stat_add(forks, 1);
+			if (nested_hooks == 0)
+				log_nested("? (forked inside libc)"); /* else fork()'s hook logs it */
+		}
+		return;
+	}
 	if (!rec.active)
 		return;
 	fs_fdreg_unlock();
@@ -269,6 +305,64 @@ void fs_fork_parent(void)
 	else
 		log_parent(0);
 	fs_lock_unmark(FS_LOCK_FORK);
+}
+
+/* Made anew in a child: the thread that held it does not exist there. */
+static void remake_lock(void (*reset)(void), void (*unlock)(void))
+{
+	reset();
+	unlock();
+}
+
+/* The child of a nested fork. Its one thread is in a signal handler, which
+ * should _exit or exec; if it returns, the thread resumes what the signal
+ * interrupted and releases the locks it holds itself. Those it does not hold
+ * belonged to threads that are gone: made anew (what such a thread was
+ * changing may be left half-changed). gRPC was not prepared for this fork, so
+ * it cannot be used here; the descriptor guard works as in every child. */
+static void nested_child(void)
+{
+	unsigned held = fs_locks_held, neutralised = 0;
+	bool acts = fs_mode_acts(fs_cfg.mode), grpc_running;
+	size_t embedded;
+
+	if (!fs_forkpath_active())
+		return;
+	if (!(held & FS_LOCK_BIT(FS_LOCK_FORK)))
+		pthread_mutex_init(&fork_lock, NULL);
+	if (!(held & FS_LOCK_BIT(FS_LOCK_FORKABLES)))
+		remake_lock(fs_forkables_child_reset_lock, fs_forkables_unlock);
+	if (!(held & FS_LOCK_BIT(FS_LOCK_CHANTAB)))
+		remake_lock(fs_chantab_child_reset_lock, fs_chantab_unlock);
+	if (!(held & FS_LOCK_BIT(FS_LOCK_CALLS)))
+		remake_lock(fs_calls_child_reset_lock, fs_calls_unlock);
+	/* With no fork of this thread's under way, what the other threads were
+	 * waiting for ended with them. */
+	if (!(held & (FS_LOCK_BIT(FS_LOCK_FORK) | FS_LOCK_BIT(FS_LOCK_QUIESCE)))) {
+		if (acts)
+			fs_quiesce_end_child();
+		fs_execctx_child();
+		fs_threads_child();
+	}
+	fs_stats_child();
+	fs_generation++;
+	fs_fdreg_child_reset_lock();
+	/* gRPC is running when its shared libraries hold descriptors (its
+	 * poller's, from grpc_init to grpc_shutdown): asking core would take
+	 * core's lock, which this thread may hold. */
+	grpc_running = fs_fdreg_live_locked(&embedded) > embedded;
+	if (acts)
+		neutralised = fs_fdreg_neutralise_locked(fs_grpc_state() == FS_GRPC_ACTIVE);
+	fs_fdreg_unlock();
+	fs_stat_add(neutralised, neutralised);
+	if (acts && fs_grpc_state() == FS_GRPC_ACTIVE && grpc_running) {
+		fs_grpc_unusable = "a signal handler forked it while its thread was inside grpc-forksafe's locked "
+				   "code, so the fork went ahead without gRPC's fork handlers";
+		fs_chantab_child_grpc_unusable();
+	}
+	fs_log(FS_INFO, "child: forked by a signal handler that interrupted grpc-forksafe's locked code: generation "
+			"%u, %u inherited gRPC fds neutralised; gRPC %s",
+	       fs_generation, neutralised, fs_grpc_unusable != NULL ? "cannot be used here" : "was not running");
 }
 
 static void fork_child_steps(bool restart_grpc)
@@ -310,7 +404,11 @@ static void fork_child_steps(bool restart_grpc)
 	 * kept, as the user chose. */
 	if (rec.core != CORE_NOT_IN_USE &&
 	    (!restart_grpc || rec.core == CORE_SKIPPED_BUSY || rec.core == CORE_THREADS_BUSY)) {
-		fs_grpc_unusable = true;
+		if (!restart_grpc)
+			fs_grpc_unusable = "it was made by clone(), which does not prepare a child for threads";
+		else
+			fs_grpc_unusable = "the fork went ahead without gRPC's fork handlers: a thread stayed "
+					   "inside gRPC past GRPC_FORKSAFE_QUIESCE_MS";
 		fs_chantab_child_grpc_unusable();
 	}
 	if (!restart_grpc) {
@@ -332,13 +430,18 @@ static void fork_child_steps(bool restart_grpc)
 	fs_forkables_child();
 	fs_log(fork_level(), "child: generation %u, %u inherited gRPC fds neutralised; %s", fs_generation,
 	       neutralised, core_words(rec.core));
-	if (fs_grpc_unusable)
+	if (fs_grpc_unusable != NULL)
 		fs_log(FS_WARN, "child: gRPC cannot be used here: calls on every channel, inherited or new, fail at "
 				"once with UNAVAILABLE");
 }
 
 static void fork_child(bool restart_grpc)
 {
+	if (nested_forks > 0) {
+		nested_forks--;
+		nested_child();
+		return;
+	}
 	fork_child_steps(restart_grpc);
 	fs_lock_unmark(FS_LOCK_FORK);
 }
@@ -355,18 +458,33 @@ void fs_fork_child_of_clone(void)
 
 void fs_fork_hook_enter(void)
 {
+	if (fs_locks_held != 0 || rec.in_fork_hook) {
+		nested_hooks++; /* a signal handler's fork: see fs_fork_prepare */
+		return;
+	}
 	rec.in_fork_hook = true;
 	rec.log_pending = false;
 }
 
 void fs_fork_hook_leave(pid_t pid, int err)
 {
-	rec.in_fork_hook = false;
-	if (!rec.log_pending)
+	char who[24];
+
+	if (nested_hooks > 0) {
+		nested_hooks--;
+		if (pid > 0 && fs_forkpath_active()) {
+			snprintf(who, sizeof(who), "%d", (int)pid);
+			log_nested(who);
+		}
 		return;
+	}
+	/* `rec` is this fork's until in_fork_hook is cleared, last. */
+	if (pid != 0 && rec.log_pending) {
+		if (pid < 0)
+			fs_log(FS_WARN, "fork failed: %s", strerror(err));
+		else
+			log_parent(pid);
+	}
 	rec.log_pending = false;
-	if (pid < 0)
-		fs_log(FS_WARN, "fork failed: %s", strerror(err));
-	else
-		log_parent(pid);
+	rec.in_fork_hook = false;
 }

@@ -91,7 +91,7 @@ EXPORT grpc_channel *grpc_channel_create(const char *target, grpc_channel_creden
 	CHANNEL_GATE();
 	if (!active)
 		return fs_grpc.channel_create(target, creds, args);
-	if (__builtin_expect(fs_grpc_unusable, 0))
+	if (__builtin_expect(fs_grpc_unusable != NULL, 0))
 		return fs_unusable_channel(target);
 	if (gen > 0 && fs_cfg.mode == FS_MODE_AUDIT && target != NULL && fs_chantab_inherited_twin(target, args, gen))
 		fs_log(FS_WARN, "audit: new channel to %s in this child would share the connection of an inherited "
