@@ -13,12 +13,17 @@
  * The shim never holds its table locks while it calls into gRPC, so core's
  * prefork cannot end up waiting on one of them.
  *
- * fork() is async-signal-safe, so a signal handler may fork while its thread
- * is in the middle of one of those locked sections, or of this fork path
- * itself (locks.h). Such a fork takes no lock at all, since each may be this
- * very thread's, and runs nothing of gRPC's. The parent stays exactly as it
- * was; the child's inherited gRPC fds are neutralised as in any child, and
- * gRPC cannot be used there, as past the quiesce bound.
+ * fork() is async-signal-safe, so a signal handler may fork whatever its
+ * thread was in the middle of:
+ *   - one of those locked sections, or this fork path itself (locks.h): the
+ *     fork takes no lock at all, since each may be this very thread's, and
+ *     runs nothing of gRPC's;
+ *   - gRPC itself (execctx.h): the fork takes the shim's locks but runs none
+ *     of gRPC's code, which may wait for a lock of gRPC's that the thread
+ *     holds (and core's prefork would refuse anyway).
+ * Either way the parent stays exactly as it was; the child's inherited gRPC
+ * fds are neutralised as in any child, and gRPC cannot be used there, as
+ * past the quiesce bound.
  *
  * Nothing here allocates: the parent's step only unlocks, and the child's works
  * on memory that already exists (entries are re-marked, never created).
@@ -59,6 +64,7 @@ enum core_outcome {
 	CORE_THREADS_BUSY, /* core ran, but not all of gRPC's own threads were parked */
 	CORE_DISABLED,
 	CORE_NO_POLLER_SUPPORT,
+	CORE_FORKER_INSIDE, /* not run: the forking thread itself was inside gRPC */
 };
 
 /* One fork in flight per thread; what the parent's log line needs. */
@@ -92,7 +98,7 @@ bool fs_forkpath_active(void)
 
 bool fs_forkpath_grpc_in_use(void)
 {
-	return fs_grpc_state() == FS_GRPC_ACTIVE && fs_grpc.is_initialized();
+	return fs_grpc_state() == FS_GRPC_ACTIVE && FS_IN_GRPC(fs_grpc.is_initialized());
 }
 
 void fs_fork_note_core_block(bool blocked)
@@ -196,6 +202,9 @@ static const char *core_words(enum core_outcome c)
 	case CORE_NO_POLLER_SUPPORT:
 		return "core fork handlers SKIPPED: the polling engine does not support fork (use epoll1 or "
 		       "poll); the child cannot use gRPC";
+	case CORE_FORKER_INSIDE:
+		return "core fork handlers SKIPPED: the forking thread was inside gRPC (a signal handler's fork, or "
+		       "one from a callback); the child's gRPC calls fail at once";
 	case CORE_NOT_IN_USE:
 		break;
 	}
@@ -257,7 +266,11 @@ void fs_fork_prepare(void)
 	rec.acts = fs_mode_acts(fs_cfg.mode);
 	rec.core = CORE_NOT_IN_USE;
 	pthread_mutex_lock(&fork_lock);
-	if (rec.acts)
+	/* gRPC code the thread is in the middle of may hold any of gRPC's locks,
+	 * and core's prefork would refuse anyway: gRPC is not touched. */
+	if (rec.acts && fs_grpc_inside())
+		rec.core = CORE_FORKER_INSIDE;
+	else if (rec.acts)
 		rec.core = quiesce_and_prefork();
 	else
 		fs_audit_fork_prepare(&rec.audit);
@@ -292,9 +305,9 @@ void fs_fork_parent(void)
 	fs_calls_unlock();
 	fs_chantab_unlock();
 	fs_forkables_unlock();
-	if (rec.core != CORE_NOT_IN_USE)
+	if (rec.core != CORE_NOT_IN_USE && rec.core != CORE_FORKER_INSIDE)
 		fs_grpc.postfork_parent();
-	if (rec.acts) {
+	if (rec.acts && rec.core != CORE_FORKER_INSIDE) {
 		fs_forkables_parent();
 		fs_quiesce_end_parent();
 	}
@@ -402,10 +415,13 @@ static void fork_child_steps(bool restart_grpc)
 	/* Only where the shim itself gave up (the bound) or cannot restart gRPC:
 	 * with fork support off or an unsupported poller, the policy's routing is
 	 * kept, as the user chose. */
-	if (rec.core != CORE_NOT_IN_USE &&
-	    (!restart_grpc || rec.core == CORE_SKIPPED_BUSY || rec.core == CORE_THREADS_BUSY)) {
+	if (rec.core != CORE_NOT_IN_USE && (!restart_grpc || rec.core == CORE_SKIPPED_BUSY ||
+					    rec.core == CORE_THREADS_BUSY || rec.core == CORE_FORKER_INSIDE)) {
 		if (!restart_grpc)
 			fs_grpc_unusable = "it was made by clone(), which does not prepare a child for threads";
+		else if (rec.core == CORE_FORKER_INSIDE)
+			fs_grpc_unusable = "the thread that forked it was inside gRPC (a signal handler's fork, or "
+					   "one from a callback), so the fork went ahead without gRPC's fork handlers";
 		else
 			fs_grpc_unusable = "the fork went ahead without gRPC's fork handlers: a thread stayed "
 					   "inside gRPC past GRPC_FORKSAFE_QUIESCE_MS";
@@ -425,7 +441,7 @@ static void fork_child_steps(bool restart_grpc)
 		       fs_generation, neutralised);
 		return;
 	}
-	if (rec.core != CORE_NOT_IN_USE)
+	if (rec.core != CORE_NOT_IN_USE && rec.core != CORE_FORKER_INSIDE)
 		fs_grpc.postfork_child();
 	fs_forkables_child();
 	fs_log(fork_level(), "child: generation %u, %u inherited gRPC fds neutralised; %s", fs_generation,

@@ -13,10 +13,10 @@ extern unsigned fs_generation __attribute__((visibility("hidden")));
 /* Why gRPC cannot be used in this child; NULL where it can. Set in a child
  * whose fork went ahead without core's fork handlers because a thread stayed
  * inside gRPC past GRPC_FORKSAFE_QUIESCE_MS, in a raw clone() child, and in
- * the child of a signal handler's fork that interrupted the shim's locked
- * code: gRPC's threads are not restarted there, so every channel, inherited
- * or new, fails its calls at once instead of hanging. Inherited by the
- * child's own children. */
+ * the child of a fork made by a thread that was inside gRPC or the shim's
+ * locked code (a signal handler's): gRPC's threads are not restarted there,
+ * so every channel, inherited or new, fails its calls at once instead of
+ * hanging. Inherited by the child's own children. */
 extern const char *fs_grpc_unusable __attribute__((visibility("hidden")));
 
 /* The three steps, in pthread_atfork's shape. fork() and everything built on

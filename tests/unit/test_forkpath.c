@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "chantab.h"
+#include "execctx.h"
 #include "fdreg.h"
 #include "forkpath.h"
 #include "libc.h"
@@ -149,3 +150,20 @@ Test(forkpath, a_fork_inside_the_fork_path_leaves_that_fork_alone)
 	cr_assert_eq(wait_status(pid), 0);
 }
 
+/* ... or inside gRPC, whose own locks it may hold: gRPC is left alone, and
+ * the child cannot use it. */
+Test(forkpath, a_fork_on_a_thread_inside_grpc_leaves_grpc_alone)
+{
+	pid_t pid;
+
+	fs_grpc_enter();
+	pid = fork();
+	if (pid == 0) {
+		fs_grpc_leave();
+		_exit(fs_generation == 1 && fs_grpc_unusable != NULL ? 0 : 1);
+	}
+	fs_grpc_leave();
+	cr_assert_eq(wait_status(pid), 0);
+	cr_assert_null(fs_grpc_unusable, "the parent was marked");
+	cr_assert_eq(fs_locks_held, 0);
+}
