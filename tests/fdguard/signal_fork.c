@@ -139,6 +139,8 @@ static void on_alarm(int sig)
 		errno = err;
 		return;
 	}
+	if (handler_forks >= HANDLER_FORKS) /* enough: the main thread goes on to the end */
+		return;
 	if (in_malloc) {
 		handler_skips++;
 		return;
