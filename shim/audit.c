@@ -13,6 +13,7 @@
 #include <stdio.h>
 
 #include "config.h"
+#include "execctx.h"
 #include "forkpath.h"
 #include "grpclib.h"
 #include "log.h"
@@ -73,8 +74,10 @@ unsigned fs_audit_servers(void)
 
 void fs_audit_fork_prepare(struct fs_audit_fork *a)
 {
+	/* Inside gRPC, this thread may hold the lock that is_initialized takes
+	 * (a signal handler's fork): it is initialised, then. */
 	a->initialised = fs_grpc_state() == FS_GRPC_ACTIVE && fs_grpc.is_initialized != NULL &&
-			 fs_grpc.is_initialized();
+			 (fs_grpc_inside() || fs_grpc.is_initialized());
 	a->servers = fs_audit_servers();
 	a->busy = atomic_load(&fs_audit_busy);
 	a->embedded_fds = 0;

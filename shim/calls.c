@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "locks.h"
 #include "log.h"
 #include "rbtree.h"
 
@@ -42,52 +43,52 @@ void fs_calls_created(grpc_call *call)
 	}
 	c->call = call;
 	c->refs = 1;
-	pthread_mutex_lock(&lock);
+	fs_lock(&lock, FS_LOCK_CALLS);
 	if (RB_INSERT(call_tree, &calls, c) == NULL)
 		ncalls++;
 	else
 		free(c); /* an address reused after a call the shim never saw end */
-	pthread_mutex_unlock(&lock);
+	fs_unlock(&lock, FS_LOCK_CALLS);
 }
 
 void fs_calls_ref(grpc_call *call)
 {
 	struct live_call *c;
 
-	pthread_mutex_lock(&lock);
+	fs_lock(&lock, FS_LOCK_CALLS);
 	if ((c = find(call)) != NULL)
 		c->refs++;
-	pthread_mutex_unlock(&lock);
+	fs_unlock(&lock, FS_LOCK_CALLS);
 }
 
 void fs_calls_unref(grpc_call *call)
 {
 	struct live_call *c, *gone = NULL;
 
-	pthread_mutex_lock(&lock);
+	fs_lock(&lock, FS_LOCK_CALLS);
 	if ((c = find(call)) != NULL && --c->refs == 0) {
 		RB_REMOVE(call_tree, &calls, c);
 		ncalls--;
 		gone = c;
 	}
-	pthread_mutex_unlock(&lock);
+	fs_unlock(&lock, FS_LOCK_CALLS);
 	free(gone);
 }
 
 void fs_calls_lock(void)
 {
-	pthread_mutex_lock(&lock);
+	fs_lock(&lock, FS_LOCK_CALLS);
 }
 
 void fs_calls_unlock(void)
 {
-	pthread_mutex_unlock(&lock);
+	fs_unlock(&lock, FS_LOCK_CALLS);
 }
 
 void fs_calls_child_reset_lock(void)
 {
 	pthread_mutex_init(&lock, NULL);
-	pthread_mutex_lock(&lock);
+	fs_lock(&lock, FS_LOCK_CALLS);
 }
 
 size_t fs_calls_count_locked(void)

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "chanargs.h"
+#include "locks.h"
 #include "log.h"
 #include "stats.h"
 
@@ -170,7 +171,7 @@ void fs_chantab_track(grpc_channel *channel, const char *target, grpc_channel_cr
 	SLIST_INIT(&c->old_stand_ins);
 	LIST_INIT(&c->regcalls);
 
-	pthread_mutex_lock(&lock);
+	fs_lock(&lock, FS_LOCK_CHANTAB);
 	if (creds != NULL) {
 		key.creds = creds;
 		held = RB_FIND(cred_tree, &creds_held, &key);
@@ -191,7 +192,7 @@ void fs_chantab_track(grpc_channel *channel, const char *target, grpc_channel_cr
 		old_drop = unlink_chan_locked(old);
 	RB_INSERT(chan_tree, &chans, c);
 	nchans++;
-	pthread_mutex_unlock(&lock);
+	fs_unlock(&lock, FS_LOCK_CHANTAB);
 	fs_stat_add(channels, 1);
 
 	if (old != NULL)
@@ -222,7 +223,7 @@ void fs_chantab_note_registered(grpc_channel *channel, void *registered, const c
 		return;
 	}
 	r->handle = registered;
-	pthread_mutex_lock(&lock);
+	fs_lock(&lock, FS_LOCK_CHANTAB);
 	c = find_chan(channel);
 	/* gRPC hands back the same handle for the same method and host. */
 	if (c != NULL && registered != NULL && find_regcall(registered) == NULL) {
@@ -230,7 +231,7 @@ void fs_chantab_note_registered(grpc_channel *channel, void *registered, const c
 		LIST_INSERT_HEAD(&c->regcalls, r, of_chan);
 		r = NULL;
 	}
-	pthread_mutex_unlock(&lock);
+	fs_unlock(&lock, FS_LOCK_CHANTAB);
 	if (r != NULL)
 		free_regcall(r);
 }
@@ -256,19 +257,19 @@ grpc_channel *fs_chantab_route(grpc_channel *channel, unsigned generation)
 	grpc_channel *r, *won;
 	unsigned from;
 
-	pthread_mutex_lock(&lock);
+	fs_lock(&lock, FS_LOCK_CHANTAB);
 	c = find_chan(channel);
 	if (c == NULL || c->generation == generation) {
-		pthread_mutex_unlock(&lock);
+		fs_unlock(&lock, FS_LOCK_CHANTAB);
 		return channel;
 	}
 	if (c->repl != NULL && c->repl_gen == generation) {
 		r = c->repl;
-		pthread_mutex_unlock(&lock);
+		fs_unlock(&lock, FS_LOCK_CHANTAB);
 		return r;
 	}
 	from = c->generation;
-	pthread_mutex_unlock(&lock);
+	fs_unlock(&lock, FS_LOCK_CHANTAB);
 
 	r = make_replacement(c, generation);
 	old = calloc(1, sizeof(*old));
@@ -280,7 +281,7 @@ grpc_channel *fs_chantab_route(grpc_channel *channel, unsigned generation)
 		return channel;
 	}
 
-	pthread_mutex_lock(&lock);
+	fs_lock(&lock, FS_LOCK_CHANTAB);
 	c = find_chan(channel);
 	won = NULL;
 	if (c == NULL) {
@@ -301,7 +302,7 @@ grpc_channel *fs_chantab_route(grpc_channel *channel, unsigned generation)
 		       ops.stand_in_words != NULL ? ops.stand_in_words : "using a stand-in");
 		fs_stat_add(replaced, 1);
 	}
-	pthread_mutex_unlock(&lock);
+	fs_unlock(&lock, FS_LOCK_CHANTAB);
 	free(old);
 
 	if (won != NULL) {
@@ -321,10 +322,10 @@ grpc_channel *fs_chantab_route_registered(grpc_channel *channel, void **register
 	if (target == channel || *registered == NULL)
 		return target;
 
-	pthread_mutex_lock(&lock);
+	fs_lock(&lock, FS_LOCK_CHANTAB);
 	rc = find_regcall(*registered);
 	if (rc == NULL) {
-		pthread_mutex_unlock(&lock);
+		fs_unlock(&lock, FS_LOCK_CHANTAB);
 		/* Registered before the shim saw it: a plain call cannot be built from a
 		 * handle, so it goes to the inherited channel and fails cleanly there. */
 		fs_log(FS_WARN, "a call registered without the shim on an inherited channel cannot be redirected");
@@ -332,24 +333,24 @@ grpc_channel *fs_chantab_route_registered(grpc_channel *channel, void **register
 	}
 	if (rc->repl_gen == generation && rc->repl_handle != NULL) {
 		*registered = rc->repl_handle;
-		pthread_mutex_unlock(&lock);
+		fs_unlock(&lock, FS_LOCK_CHANTAB);
 		return target;
 	}
 	method = rc->method;
 	host = rc->host;
-	pthread_mutex_unlock(&lock);
+	fs_unlock(&lock, FS_LOCK_CHANTAB);
 
 	/* gRPC returns the same handle for the same method and host on a channel, so
 	 * two threads racing here store the same value. */
 	mapped = ops.register_call(target, method, host, NULL);
 
-	pthread_mutex_lock(&lock);
+	fs_lock(&lock, FS_LOCK_CHANTAB);
 	rc = find_regcall(*registered);
 	if (rc != NULL) {
 		rc->repl_handle = mapped;
 		rc->repl_gen = generation;
 	}
-	pthread_mutex_unlock(&lock);
+	fs_unlock(&lock, FS_LOCK_CHANTAB);
 	*registered = mapped;
 	return target;
 }
@@ -360,7 +361,7 @@ void fs_chantab_untrack(grpc_channel *channel, unsigned generation)
 	struct cred *drop = NULL;
 	grpc_channel *repl = NULL;
 
-	pthread_mutex_lock(&lock);
+	fs_lock(&lock, FS_LOCK_CHANTAB);
 	c = find_chan(channel);
 	if (c != NULL) {
 		drop = unlink_chan_locked(c);
@@ -369,7 +370,7 @@ void fs_chantab_untrack(grpc_channel *channel, unsigned generation)
 		 * destroying the inherited handle itself, too). */
 		repl = c->repl;
 	}
-	pthread_mutex_unlock(&lock);
+	fs_unlock(&lock, FS_LOCK_CHANTAB);
 	if (c == NULL)
 		return;
 	if (repl != NULL)
@@ -383,14 +384,14 @@ bool fs_chantab_note_inherited_use(grpc_channel *channel, unsigned generation, c
 	struct chan *c;
 	bool first = false;
 
-	pthread_mutex_lock(&lock);
+	fs_lock(&lock, FS_LOCK_CHANTAB);
 	c = find_chan(channel);
 	if (c != NULL && c->generation < generation && c->audit_gen != generation) {
 		c->audit_gen = generation;
 		snprintf(target, size, "%s", c->target);
 		first = true;
 	}
-	pthread_mutex_unlock(&lock);
+	fs_unlock(&lock, FS_LOCK_CHANTAB);
 	return first;
 }
 
@@ -399,7 +400,7 @@ bool fs_chantab_inherited_twin(const char *target, const grpc_channel_args *args
 	struct chan *c;
 	bool found = false;
 
-	pthread_mutex_lock(&lock);
+	fs_lock(&lock, FS_LOCK_CHANTAB);
 	RB_FOREACH(c, chan_tree, &chans) {
 		if (c->generation < generation && strcmp(c->target, target) == 0 &&
 		    fs_chanargs_equal(c->args, args)) {
@@ -407,7 +408,7 @@ bool fs_chantab_inherited_twin(const char *target, const grpc_channel_args *args
 			break;
 		}
 	}
-	pthread_mutex_unlock(&lock);
+	fs_unlock(&lock, FS_LOCK_CHANTAB);
 	return found;
 }
 
@@ -415,29 +416,29 @@ bool fs_chantab_defer_release(grpc_channel_credentials *creds)
 {
 	struct cred key = { .creds = creds }, *held;
 
-	pthread_mutex_lock(&lock);
+	fs_lock(&lock, FS_LOCK_CHANTAB);
 	held = RB_FIND(cred_tree, &creds_held, &key);
 	if (held != NULL)
 		held->deferred++;
-	pthread_mutex_unlock(&lock);
+	fs_unlock(&lock, FS_LOCK_CHANTAB);
 	return held != NULL;
 }
 
 void fs_chantab_lock(void)
 {
-	pthread_mutex_lock(&lock);
+	fs_lock(&lock, FS_LOCK_CHANTAB);
 }
 
 void fs_chantab_unlock(void)
 {
-	pthread_mutex_unlock(&lock);
+	fs_unlock(&lock, FS_LOCK_CHANTAB);
 }
 
 /* In the child: the forking thread's lock is re-made rather than unlocked. */
 void fs_chantab_child_reset_lock(void)
 {
 	pthread_mutex_init(&lock, NULL);
-	pthread_mutex_lock(&lock);
+	fs_lock(&lock, FS_LOCK_CHANTAB);
 }
 
 size_t fs_chantab_count_locked(void)
@@ -449,9 +450,9 @@ size_t fs_chantab_count(void)
 {
 	size_t n;
 
-	pthread_mutex_lock(&lock);
+	fs_lock(&lock, FS_LOCK_CHANTAB);
 	n = nchans;
-	pthread_mutex_unlock(&lock);
+	fs_unlock(&lock, FS_LOCK_CHANTAB);
 	return n;
 }
 
@@ -459,8 +460,8 @@ size_t fs_chantab_held_creds(void)
 {
 	size_t n;
 
-	pthread_mutex_lock(&lock);
+	fs_lock(&lock, FS_LOCK_CHANTAB);
 	n = ncreds;
-	pthread_mutex_unlock(&lock);
+	fs_unlock(&lock, FS_LOCK_CHANTAB);
 	return n;
 }

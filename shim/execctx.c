@@ -30,8 +30,9 @@
 
 /*
  * Every ExecCtx gRPC opens or closes (some 17 of each per unary RPC) passes
- * through these hooks, so each is a jump through a pointer, which holds core's
- * function until the process first runs grpc_prefork:
+ * through these hooks, so each is a thread-local count (fs_grpc_depth) and a
+ * jump through a pointer, which holds core's function until the process
+ * first runs grpc_prefork:
  *
  * - entering: `inc_entry` leads elsewhere only while grpc_prefork runs; only
  *   then does a thread look at what it is (the forking thread, or one of
@@ -64,6 +65,7 @@ static _Atomic count_fn dec_entry = first_dec;
 static atomic_uint passes;
 static __thread bool forking __attribute__((tls_model("initial-exec")));
 static __thread unsigned passed __attribute__((tls_model("initial-exec")));
+__thread unsigned fs_grpc_depth __attribute__((tls_model("initial-exec")));
 
 static void nothing(void)
 {
@@ -180,6 +182,7 @@ void fs_execctx_child_unblocked(void)
 EXPORT void _ZN9grpc_core4Fork17DoIncExecCtxCountEv(void);
 EXPORT void _ZN9grpc_core4Fork17DoIncExecCtxCountEv(void)
 {
+	fs_grpc_enter();
 	atomic_load_explicit(&inc_entry, memory_order_relaxed)(); /* see inc_in_prefork */
 }
 
@@ -187,4 +190,5 @@ EXPORT void _ZN9grpc_core4Fork17DoDecExecCtxCountEv(void);
 EXPORT void _ZN9grpc_core4Fork17DoDecExecCtxCountEv(void)
 {
 	atomic_load_explicit(&dec_entry, memory_order_relaxed)();
+	fs_grpc_leave();
 }

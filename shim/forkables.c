@@ -19,6 +19,7 @@
 
 #include "grpclib.h"
 #include "libc.h"
+#include "locks.h"
 #include "log.h"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -68,7 +69,7 @@ EXPORT void _ZN17grpc_event_engine12experimental8ForkableC2Ev(void *self)
 	resolve();
 	if (real_ctor != NULL)
 		real_ctor(self);
-	pthread_mutex_lock(&lock);
+	fs_lock(&lock, FS_LOCK_FORKABLES);
 	if (nlive < MAX_FORKABLES)
 		live[nlive++] = self;
 	else if (!overflow_reported) {
@@ -76,13 +77,13 @@ EXPORT void _ZN17grpc_event_engine12experimental8ForkableC2Ev(void *self)
 		fs_log(FS_WARN, "more than %d gRPC EventEngine parts: the rest are not stopped around fork",
 		       MAX_FORKABLES);
 	}
-	pthread_mutex_unlock(&lock);
+	fs_unlock(&lock, FS_LOCK_FORKABLES);
 }
 
 EXPORT void _ZN17grpc_event_engine12experimental8ForkableD2Ev(void *self);
 EXPORT void _ZN17grpc_event_engine12experimental8ForkableD2Ev(void *self)
 {
-	pthread_mutex_lock(&lock);
+	fs_lock(&lock, FS_LOCK_FORKABLES);
 	for (size_t i = 0; i < nlive; i++) {
 		if (live[i] == self) {
 			/* Keep construction order: the fork path depends on it. */
@@ -91,7 +92,7 @@ EXPORT void _ZN17grpc_event_engine12experimental8ForkableD2Ev(void *self)
 			break;
 		}
 	}
-	pthread_mutex_unlock(&lock);
+	fs_unlock(&lock, FS_LOCK_FORKABLES);
 	resolve();
 	if (real_dtor != NULL)
 		real_dtor(self);
@@ -115,7 +116,7 @@ static void call_all(int slot)
 void fs_forkables_prepare(void)
 {
 	nstopped = 0;
-	pthread_mutex_lock(&lock);
+	fs_lock(&lock, FS_LOCK_FORKABLES);
 	for (size_t i = 0; i < nlive; i++) {
 		/* Still in its base constructor (another thread is making it): its
 		 * handlers are not there yet, and it has no threads to stop. */
@@ -123,7 +124,7 @@ void fs_forkables_prepare(void)
 			continue;
 		stopped[nstopped++] = live[i];
 	}
-	pthread_mutex_unlock(&lock);
+	fs_unlock(&lock, FS_LOCK_FORKABLES);
 	/* Without the lock: stopping waits for threads that may be creating or
 	 * destroying a part themselves. */
 	call_all(SLOT_PREPARE);
@@ -143,16 +144,16 @@ void fs_forkables_child(void)
 
 void fs_forkables_lock(void)
 {
-	pthread_mutex_lock(&lock);
+	fs_lock(&lock, FS_LOCK_FORKABLES);
 }
 
 void fs_forkables_unlock(void)
 {
-	pthread_mutex_unlock(&lock);
+	fs_unlock(&lock, FS_LOCK_FORKABLES);
 }
 
 void fs_forkables_child_reset_lock(void)
 {
 	pthread_mutex_init(&lock, NULL);
-	pthread_mutex_lock(&lock);
+	fs_lock(&lock, FS_LOCK_FORKABLES);
 }

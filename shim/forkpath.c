@@ -3,14 +3,27 @@
  *   prepare  1. take the fork lock: one fork at a time through the shim
  *            2. stop the EventEngine's threads (forkables.c)
  *            3. core's grpc_prefork (may run gRPC code that calls the hooks)
- *            4. take the forkable registry, channel table and fd registry locks
+ *            4. take the forkable registry, channel table and live-call locks;
+ *               wait for descriptor creations in flight (fdreg.c: no lock)
  *   parent   release 4, core's postfork_parent, restart 2, release 1
  *   child    re-make every lock, count the generation, neutralise inherited
  *            gRPC fds, then core's postfork_child, restart 2
- * That is also the one lock order: fork lock, then (no shim lock held while
- * gRPC's own handlers run) forkables, channel table, fd registry. The shim
- * never holds its table or registry locks while it calls into gRPC, so core's
+ * That is also the one lock order (locks.h): fork lock, quiesce lock (not
+ * held while gRPC's own handlers run), forkables, channel table, live calls.
+ * The shim never holds its table locks while it calls into gRPC, so core's
  * prefork cannot end up waiting on one of them.
+ *
+ * fork() is async-signal-safe, so a signal handler may fork whatever its
+ * thread was in the middle of:
+ *   - one of those locked sections, or this fork path itself (locks.h): the
+ *     fork takes no lock at all, since each may be this very thread's, and
+ *     runs nothing of gRPC's;
+ *   - gRPC itself (execctx.h): the fork takes the shim's locks but runs none
+ *     of gRPC's code, which may wait for a lock of gRPC's that the thread
+ *     holds (and core's prefork would refuse anyway).
+ * Either way the parent stays exactly as it was; the child's inherited gRPC
+ * fds are neutralised as in any child, and gRPC cannot be used there, as
+ * past the quiesce bound.
  *
  * Nothing here allocates: the parent's step only unlocks, and the child's works
  * on memory that already exists (entries are re-marked, never created).
@@ -32,13 +45,15 @@
 #include "fdreg.h"
 #include "forkables.h"
 #include "grpclib.h"
+#include "locks.h"
 #include "log.h"
 #include "quiesce.h"
 #include "stats.h"
 #include "threads.h"
 
 unsigned fs_generation;
-bool fs_grpc_unusable;
+const char *fs_grpc_unusable;
+__thread unsigned fs_locks_held __attribute__((tls_model("initial-exec")));
 
 static pthread_mutex_t fork_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -49,6 +64,7 @@ enum core_outcome {
 	CORE_THREADS_BUSY, /* core ran, but not all of gRPC's own threads were parked */
 	CORE_DISABLED,
 	CORE_NO_POLLER_SUPPORT,
+	CORE_FORKER_INSIDE, /* not run: the forking thread itself was inside gRPC */
 };
 
 /* One fork in flight per thread; what the parent's log line needs. */
@@ -69,6 +85,12 @@ struct fork_record {
 
 static __thread struct fork_record rec __attribute__((tls_model("initial-exec")));
 
+/* Forks (and fork()'s hooks) started on this thread while it was inside the
+ * shim's locked sections or its fork path: a signal handler's. They finish
+ * before the code they interrupted goes on, and leave `rec` to it. */
+static __thread unsigned nested_forks __attribute__((tls_model("initial-exec")));
+static __thread unsigned nested_hooks __attribute__((tls_model("initial-exec")));
+
 bool fs_forkpath_active(void)
 {
 	return fs_cfg.mode != FS_MODE_OFF && fs_grpc_state() != FS_GRPC_PASSTHROUGH;
@@ -76,7 +98,7 @@ bool fs_forkpath_active(void)
 
 bool fs_forkpath_grpc_in_use(void)
 {
-	return fs_grpc_state() == FS_GRPC_ACTIVE && fs_grpc.is_initialized();
+	return fs_grpc_state() == FS_GRPC_ACTIVE && FS_IN_GRPC(fs_grpc.is_initialized());
 }
 
 void fs_fork_note_core_block(bool blocked)
@@ -180,6 +202,9 @@ static const char *core_words(enum core_outcome c)
 	case CORE_NO_POLLER_SUPPORT:
 		return "core fork handlers SKIPPED: the polling engine does not support fork (use epoll1 or "
 		       "poll); the child cannot use gRPC";
+	case CORE_FORKER_INSIDE:
+		return "core fork handlers SKIPPED: the forking thread was inside gRPC (a signal handler's fork, or "
+		       "one from a callback); the child's gRPC calls fail at once";
 	case CORE_NOT_IN_USE:
 		break;
 	}
@@ -217,16 +242,35 @@ static void log_parent(pid_t child)
 		       rec.generation + 1, rec.channels, rec.grpc_fds, core_words(rec.core));
 }
 
+static void log_nested(const char *who)
+{
+	fs_log(FS_INFO, "fork: child %s forked by a signal handler that interrupted grpc-forksafe's locked code on "
+			"this thread: no lock taken, gRPC left as it was; gRPC cannot be used in that child",
+	       who);
+}
+
 void fs_fork_prepare(void)
 {
+	/* Inside the shim's locked code or fork path: a signal handler's fork. */
+	if (fs_locks_held != 0 || nested_hooks > 0) {
+		nested_forks++;
+		if (fs_forkpath_active())
+			fs_fdreg_lock(); /* no lock: a bounded wait for other threads' creations */
+		return;
+	}
 	rec.active = fs_forkpath_active();
 	rec.log_pending = false;
 	if (!rec.active)
 		return;
+	fs_lock_mark(FS_LOCK_FORK); /* until this fork's parent or child step ends */
 	rec.acts = fs_mode_acts(fs_cfg.mode);
 	rec.core = CORE_NOT_IN_USE;
 	pthread_mutex_lock(&fork_lock);
-	if (rec.acts)
+	/* gRPC code the thread is in the middle of may hold any of gRPC's locks,
+	 * and core's prefork would refuse anyway: gRPC is not touched. */
+	if (rec.acts && fs_grpc_inside())
+		rec.core = CORE_FORKER_INSIDE;
+	else if (rec.acts)
 		rec.core = quiesce_and_prefork();
 	else
 		fs_audit_fork_prepare(&rec.audit);
@@ -246,15 +290,24 @@ void fs_fork_prepare(void)
 
 void fs_fork_parent(void)
 {
+	if (nested_forks > 0) {
+		nested_forks--;
+		if (fs_forkpath_active()) {
+			fs_stat_add(forks, 1);
+			if (nested_hooks == 0)
+				log_nested("? (forked inside libc)"); /* else fork()'s hook logs it */
+		}
+		return;
+	}
 	if (!rec.active)
 		return;
 	fs_fdreg_unlock();
 	fs_calls_unlock();
 	fs_chantab_unlock();
 	fs_forkables_unlock();
-	if (rec.core != CORE_NOT_IN_USE)
+	if (rec.core != CORE_NOT_IN_USE && rec.core != CORE_FORKER_INSIDE)
 		fs_grpc.postfork_parent();
-	if (rec.acts) {
+	if (rec.acts && rec.core != CORE_FORKER_INSIDE) {
 		fs_forkables_parent();
 		fs_quiesce_end_parent();
 	}
@@ -264,9 +317,68 @@ void fs_fork_parent(void)
 		rec.log_pending = true; /* fork()'s hook logs it, with the pid */
 	else
 		log_parent(0);
+	fs_lock_unmark(FS_LOCK_FORK);
 }
 
-static void fork_child(bool restart_grpc)
+/* Made anew in a child: the thread that held it does not exist there. */
+static void remake_lock(void (*reset)(void), void (*unlock)(void))
+{
+	reset();
+	unlock();
+}
+
+/* The child of a nested fork. Its one thread is in a signal handler, which
+ * should _exit or exec; if it returns, the thread resumes what the signal
+ * interrupted and releases the locks it holds itself. Those it does not hold
+ * belonged to threads that are gone: made anew (what such a thread was
+ * changing may be left half-changed). gRPC was not prepared for this fork, so
+ * it cannot be used here; the descriptor guard works as in every child. */
+static void nested_child(void)
+{
+	unsigned held = fs_locks_held, neutralised = 0;
+	bool acts = fs_mode_acts(fs_cfg.mode), grpc_running;
+	size_t embedded;
+
+	if (!fs_forkpath_active())
+		return;
+	if (!(held & FS_LOCK_BIT(FS_LOCK_FORK)))
+		pthread_mutex_init(&fork_lock, NULL);
+	if (!(held & FS_LOCK_BIT(FS_LOCK_FORKABLES)))
+		remake_lock(fs_forkables_child_reset_lock, fs_forkables_unlock);
+	if (!(held & FS_LOCK_BIT(FS_LOCK_CHANTAB)))
+		remake_lock(fs_chantab_child_reset_lock, fs_chantab_unlock);
+	if (!(held & FS_LOCK_BIT(FS_LOCK_CALLS)))
+		remake_lock(fs_calls_child_reset_lock, fs_calls_unlock);
+	/* With no fork of this thread's under way, what the other threads were
+	 * waiting for ended with them. */
+	if (!(held & (FS_LOCK_BIT(FS_LOCK_FORK) | FS_LOCK_BIT(FS_LOCK_QUIESCE)))) {
+		if (acts)
+			fs_quiesce_end_child();
+		fs_execctx_child();
+		fs_threads_child();
+	}
+	fs_stats_child();
+	fs_generation++;
+	fs_fdreg_child_reset_lock();
+	/* gRPC is running when its shared libraries hold descriptors (its
+	 * poller's, from grpc_init to grpc_shutdown): asking core would take
+	 * core's lock, which this thread may hold. */
+	grpc_running = fs_fdreg_live_locked(&embedded) > embedded;
+	if (acts)
+		neutralised = fs_fdreg_neutralise_locked(fs_grpc_state() == FS_GRPC_ACTIVE);
+	fs_fdreg_unlock();
+	fs_stat_add(neutralised, neutralised);
+	if (acts && fs_grpc_state() == FS_GRPC_ACTIVE && grpc_running) {
+		fs_grpc_unusable = "a signal handler forked it while its thread was inside grpc-forksafe's locked "
+				   "code, so the fork went ahead without gRPC's fork handlers";
+		fs_chantab_child_grpc_unusable();
+	}
+	fs_log(FS_INFO, "child: forked by a signal handler that interrupted grpc-forksafe's locked code: generation "
+			"%u, %u inherited gRPC fds neutralised; gRPC %s",
+	       fs_generation, neutralised, fs_grpc_unusable != NULL ? "cannot be used here" : "was not running");
+}
+
+static void fork_child_steps(bool restart_grpc)
 {
 	unsigned neutralised = 0;
 
@@ -303,9 +415,16 @@ static void fork_child(bool restart_grpc)
 	/* Only where the shim itself gave up (the bound) or cannot restart gRPC:
 	 * with fork support off or an unsupported poller, the policy's routing is
 	 * kept, as the user chose. */
-	if (rec.core != CORE_NOT_IN_USE &&
-	    (!restart_grpc || rec.core == CORE_SKIPPED_BUSY || rec.core == CORE_THREADS_BUSY)) {
-		fs_grpc_unusable = true;
+	if (rec.core != CORE_NOT_IN_USE && (!restart_grpc || rec.core == CORE_SKIPPED_BUSY ||
+					    rec.core == CORE_THREADS_BUSY || rec.core == CORE_FORKER_INSIDE)) {
+		if (!restart_grpc)
+			fs_grpc_unusable = "it was made by clone(), which does not prepare a child for threads";
+		else if (rec.core == CORE_FORKER_INSIDE)
+			fs_grpc_unusable = "the thread that forked it was inside gRPC (a signal handler's fork, or "
+					   "one from a callback), so the fork went ahead without gRPC's fork handlers";
+		else
+			fs_grpc_unusable = "the fork went ahead without gRPC's fork handlers: a thread stayed "
+					   "inside gRPC past GRPC_FORKSAFE_QUIESCE_MS";
 		fs_chantab_child_grpc_unusable();
 	}
 	if (!restart_grpc) {
@@ -322,14 +441,25 @@ static void fork_child(bool restart_grpc)
 		       fs_generation, neutralised);
 		return;
 	}
-	if (rec.core != CORE_NOT_IN_USE)
+	if (rec.core != CORE_NOT_IN_USE && rec.core != CORE_FORKER_INSIDE)
 		fs_grpc.postfork_child();
 	fs_forkables_child();
 	fs_log(fork_level(), "child: generation %u, %u inherited gRPC fds neutralised; %s", fs_generation,
 	       neutralised, core_words(rec.core));
-	if (fs_grpc_unusable)
+	if (fs_grpc_unusable != NULL)
 		fs_log(FS_WARN, "child: gRPC cannot be used here: calls on every channel, inherited or new, fail at "
 				"once with UNAVAILABLE");
+}
+
+static void fork_child(bool restart_grpc)
+{
+	if (nested_forks > 0) {
+		nested_forks--;
+		nested_child();
+		return;
+	}
+	fork_child_steps(restart_grpc);
+	fs_lock_unmark(FS_LOCK_FORK);
 }
 
 void fs_fork_child(void)
@@ -344,18 +474,33 @@ void fs_fork_child_of_clone(void)
 
 void fs_fork_hook_enter(void)
 {
+	if (fs_locks_held != 0 || rec.in_fork_hook) {
+		nested_hooks++; /* a signal handler's fork: see fs_fork_prepare */
+		return;
+	}
 	rec.in_fork_hook = true;
 	rec.log_pending = false;
 }
 
 void fs_fork_hook_leave(pid_t pid, int err)
 {
-	rec.in_fork_hook = false;
-	if (!rec.log_pending)
+	char who[24];
+
+	if (nested_hooks > 0) {
+		nested_hooks--;
+		if (pid > 0 && fs_forkpath_active()) {
+			snprintf(who, sizeof(who), "%d", (int)pid);
+			log_nested(who);
+		}
 		return;
+	}
+	/* `rec` is this fork's until in_fork_hook is cleared, last. */
+	if (pid != 0 && rec.log_pending) {
+		if (pid < 0)
+			fs_log(FS_WARN, "fork failed: %s", strerror(err));
+		else
+			log_parent(pid);
+	}
 	rec.log_pending = false;
-	if (pid < 0)
-		fs_log(FS_WARN, "fork failed: %s", strerror(err));
-	else
-		log_parent(pid);
+	rec.in_fork_hook = false;
 }

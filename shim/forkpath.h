@@ -10,12 +10,14 @@
  * child's fork path, while the child has a single thread. */
 extern unsigned fs_generation __attribute__((visibility("hidden")));
 
-/* Set in a child whose fork went ahead without core's fork handlers because a
- * thread stayed inside gRPC past GRPC_FORKSAFE_QUIESCE_MS, and in a raw
- * clone() child: gRPC's threads are not restarted there, so every
- * channel, inherited or new, fails its calls at once instead of hanging.
- * Inherited by the child's own children. */
-extern bool fs_grpc_unusable __attribute__((visibility("hidden")));
+/* Why gRPC cannot be used in this child; NULL where it can. Set in a child
+ * whose fork went ahead without core's fork handlers because a thread stayed
+ * inside gRPC past GRPC_FORKSAFE_QUIESCE_MS, in a raw clone() child, and in
+ * the child of a fork made by a thread that was inside gRPC or the shim's
+ * locked code (a signal handler's): gRPC's threads are not restarted there,
+ * so every channel, inherited or new, fails its calls at once instead of
+ * hanging. Inherited by the child's own children. */
+extern const char *fs_grpc_unusable __attribute__((visibility("hidden")));
 
 /* The three steps, in pthread_atfork's shape. fork() and everything built on
  * libc's fork reaches them through pthread_atfork; clone() without CLONE_VM
@@ -28,7 +30,8 @@ void fs_fork_child(void);
 void fs_fork_child_of_clone(void);
 
 /* fork()'s hook brackets libc's fork with these so that the parent's log line
- * can name the child (an atfork handler never learns the pid). */
+ * can name the child (an atfork handler never learns the pid). hook_leave is
+ * called in the child too, with pid 0. */
 void fs_fork_hook_enter(void);
 void fs_fork_hook_leave(pid_t pid, int err);
 

@@ -33,6 +33,7 @@ struct sym {
 #define SYM(field, name, req) { name, (void **)&fs_grpc.field, req }
 static const struct sym syms[] = {
 	SYM(init, "grpc_init", true),
+	SYM(shutdown, "grpc_shutdown", false),
 	SYM(is_initialized, "grpc_is_initialized", true),
 	SYM(version_string, "grpc_version_string", true),
 	SYM(channel_create, "grpc_channel_create", true),

@@ -12,6 +12,7 @@
 
 struct fs_grpc {
 	void (*init)(void);
+	void (*shutdown)(void);
 	int (*is_initialized)(void);
 	const char *(*version_string)(void);
 	grpc_channel *(*channel_create)(const char *, grpc_channel_credentials *, const grpc_channel_args *);

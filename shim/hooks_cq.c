@@ -6,6 +6,7 @@
  */
 #include "audit.h"
 #include "config.h"
+#include "execctx.h"
 #include "grpclib.h"
 #include "init.h"
 #include "log.h"
@@ -29,14 +30,14 @@ EXPORT grpc_event grpc_completion_queue_next(grpc_completion_queue *cq, gpr_time
 			return missing("grpc_completion_queue_next");
 		if (__builtin_expect(fs_cfg.mode == FS_MODE_AUDIT, 0))
 			return fs_audit_cq_next(cq, deadline, reserved);
-		return fs_grpc.cq_next(cq, deadline, reserved);
+		return FS_IN_GRPC(fs_grpc.cq_next(cq, deadline, reserved));
 	}
 	for (;;) {
 		if (!fs_quiesce_enter(w, cq)) {
 			fs_quiesce_wait_next_door();
 			continue;
 		}
-		ev = fs_grpc.cq_next(cq, deadline, reserved);
+		ev = FS_IN_GRPC(fs_grpc.cq_next(cq, deadline, reserved));
 		fs_quiesce_leave(w, true);
 		if (fs_quiesce_is_wake(&ev))
 			continue; /* ours: the fork path wanted this thread out */
@@ -59,10 +60,10 @@ EXPORT grpc_event grpc_completion_queue_pluck(grpc_completion_queue *cq, void *t
 			return missing("grpc_completion_queue_pluck");
 		if (__builtin_expect(fs_cfg.mode == FS_MODE_AUDIT, 0))
 			return fs_audit_cq_pluck(cq, tag, deadline, reserved);
-		return fs_grpc.cq_pluck(cq, tag, deadline, reserved);
+		return FS_IN_GRPC(fs_grpc.cq_pluck(cq, tag, deadline, reserved));
 	}
 	fs_quiesce_enter_in_call(w);
-	ev = fs_grpc.cq_pluck(cq, tag, deadline, reserved);
+	ev = FS_IN_GRPC(fs_grpc.cq_pluck(cq, tag, deadline, reserved));
 	fs_quiesce_leave(w, false);
 	return ev;
 }
@@ -72,7 +73,7 @@ EXPORT void grpc_completion_queue_shutdown(grpc_completion_queue *cq)
 	if (fs_grpc_ensure())
 		fs_quiesce_note_shutdown(cq);
 	if (fs_grpc.cq_shutdown != NULL)
-		fs_grpc.cq_shutdown(cq);
+		FS_IN_GRPC_VOID(fs_grpc.cq_shutdown(cq));
 }
 
 EXPORT void grpc_completion_queue_destroy(grpc_completion_queue *cq)
@@ -80,5 +81,5 @@ EXPORT void grpc_completion_queue_destroy(grpc_completion_queue *cq)
 	if (fs_grpc_ensure())
 		fs_quiesce_note_destroy(cq);
 	if (fs_grpc.cq_destroy != NULL)
-		fs_grpc.cq_destroy(cq);
+		FS_IN_GRPC_VOID(fs_grpc.cq_destroy(cq));
 }

@@ -12,6 +12,7 @@
 #include "chanargs.h"
 #include "chantab.h"
 #include "config.h"
+#include "execctx.h"
 #include "fdreg.h"
 #include "forkpath.h"
 #include "grpclib.h"
@@ -76,22 +77,28 @@ EXPORT void grpc_init(void)
 {
 	fs_grpc_ensure();
 	REAL(init, "grpc_init");
-	fs_grpc.init();
+	FS_IN_GRPC_VOID(fs_grpc.init());
 }
 
-EXPORT grpc_channel *grpc_channel_create(const char *target, grpc_channel_credentials *creds,
-					 const grpc_channel_args *args)
+/* Only counted: it holds core's initialisation lock, partly outside any
+ * ExecCtx, and the fork path asks core whether it is initialised. */
+EXPORT void grpc_shutdown(void)
+{
+	REAL(shutdown, "grpc_shutdown");
+	FS_IN_GRPC_VOID(fs_grpc.shutdown());
+}
+
+/* grpc_channel_create past its gate. */
+static grpc_channel *create_channel(const char *target, grpc_channel_credentials *creds,
+				    const grpc_channel_args *args, bool active)
 {
 	unsigned gen = fs_generation;
 	grpc_channel_args *view = NULL;
 	grpc_channel *channel;
-	bool active = fs_grpc_ensure();
 
-	REAL(channel_create, "grpc_channel_create", NULL);
-	CHANNEL_GATE();
 	if (!active)
 		return fs_grpc.channel_create(target, creds, args);
-	if (__builtin_expect(fs_grpc_unusable, 0))
+	if (__builtin_expect(fs_grpc_unusable != NULL, 0))
 		return fs_unusable_channel(target);
 	if (gen > 0 && fs_cfg.mode == FS_MODE_AUDIT && target != NULL && fs_chantab_inherited_twin(target, args, gen))
 		fs_log(FS_WARN, "audit: new channel to %s in this child would share the connection of an inherited "
@@ -107,6 +114,16 @@ EXPORT grpc_channel *grpc_channel_create(const char *target, grpc_channel_creden
 	return channel;
 }
 
+EXPORT grpc_channel *grpc_channel_create(const char *target, grpc_channel_credentials *creds,
+					 const grpc_channel_args *args)
+{
+	bool active = fs_grpc_ensure();
+
+	REAL(channel_create, "grpc_channel_create", NULL);
+	CHANNEL_GATE();
+	return FS_IN_GRPC(create_channel(target, creds, args, active));
+}
+
 EXPORT grpc_channel *grpc_channel_create_from_fd(const char *target, int fd, grpc_channel_credentials *creds,
 						 const grpc_channel_args *args)
 {
@@ -118,7 +135,7 @@ EXPORT grpc_channel *grpc_channel_create_from_fd(const char *target, int fd, grp
 	 * child its calls fail cleanly on the neutralised descriptor. */
 	if (active && fs_mode_acts(fs_cfg.mode))
 		fs_fdreg_adopt(fd, FS_FD_SOCKET, false);
-	return fs_grpc.channel_create_from_fd(target, fd, creds, args);
+	return FS_IN_GRPC(fs_grpc.channel_create_from_fd(target, fd, creds, args));
 }
 
 EXPORT void grpc_server_add_channel_from_fd(grpc_server *server, int fd, grpc_server_credentials *creds)
@@ -128,16 +145,18 @@ EXPORT void grpc_server_add_channel_from_fd(grpc_server *server, int fd, grpc_se
 	REAL(server_add_channel_from_fd, "grpc_server_add_channel_from_fd");
 	if (active && fs_mode_acts(fs_cfg.mode))
 		fs_fdreg_adopt(fd, FS_FD_SOCKET, false);
-	fs_grpc.server_add_channel_from_fd(server, fd, creds);
+	FS_IN_GRPC_VOID(fs_grpc.server_add_channel_from_fd(server, fd, creds));
 }
 
 EXPORT void grpc_channel_destroy(grpc_channel *channel)
 {
 	CHANNEL_GATE();
+	REAL(channel_destroy, "grpc_channel_destroy");
+	fs_grpc_enter();
 	if (fs_grpc_ensure())
 		fs_chantab_untrack(channel, fs_generation);
-	REAL(channel_destroy, "grpc_channel_destroy");
 	fs_grpc.channel_destroy(channel);
+	fs_grpc_leave();
 }
 
 EXPORT void grpc_channel_credentials_release(grpc_channel_credentials *creds)
@@ -145,7 +164,7 @@ EXPORT void grpc_channel_credentials_release(grpc_channel_credentials *creds)
 	if (fs_grpc_ensure() && creds != NULL && fs_chantab_defer_release(creds))
 		return;
 	REAL(channel_credentials_release, "grpc_channel_credentials_release");
-	fs_grpc.channel_credentials_release(creds);
+	FS_IN_GRPC_VOID(fs_grpc.channel_credentials_release(creds));
 }
 
 EXPORT void *grpc_channel_register_call(grpc_channel *channel, const char *method, const char *host,
@@ -156,7 +175,7 @@ EXPORT void *grpc_channel_register_call(grpc_channel *channel, const char *metho
 
 	REAL(channel_register_call, "grpc_channel_register_call", NULL);
 	CHANNEL_GATE();
-	registered = fs_grpc.channel_register_call(channel, method, host, reserved);
+	registered = FS_IN_GRPC(fs_grpc.channel_register_call(channel, method, host, reserved));
 	if (active && registered != NULL)
 		fs_chantab_note_registered(channel, registered, method, host);
 	return registered;
@@ -177,8 +196,8 @@ static COLD grpc_call *create_call(grpc_channel *channel, grpc_call *parent_call
 
 	REAL(channel_create_call, "grpc_channel_create_call", NULL);
 	fs_quiesce_gate();
-	call = fs_grpc.channel_create_call(here(channel), parent_call, propagation_mask, cq, method, host,
-					   deadline, reserved);
+	call = FS_IN_GRPC(fs_grpc.channel_create_call(here(channel), parent_call, propagation_mask, cq, method,
+						      host, deadline, reserved));
 	if (__builtin_expect(fs_cfg.mode == FS_MODE_AUDIT, 0))
 		fs_calls_created(call);
 	return call;
@@ -205,6 +224,7 @@ static COLD grpc_call *create_registered_call(grpc_channel *channel, grpc_call *
 
 	REAL(channel_create_registered_call, "grpc_channel_create_registered_call", NULL);
 	fs_quiesce_gate();
+	fs_grpc_enter();
 	if (__builtin_expect(fs_generation != 0, 0) && fs_grpc_ensure()) {
 		if (fs_cfg.mode == FS_MODE_AUDIT)
 			audit_use(channel);
@@ -213,6 +233,7 @@ static COLD grpc_call *create_registered_call(grpc_channel *channel, grpc_call *
 	}
 	call = fs_grpc.channel_create_registered_call(channel, parent_call, propagation_mask, completion_queue,
 						      registered_call_handle, deadline, reserved);
+	fs_grpc_leave();
 	if (__builtin_expect(fs_cfg.mode == FS_MODE_AUDIT, 0))
 		fs_calls_created(call);
 	return call;
@@ -240,7 +261,7 @@ static COLD void call_ref(grpc_call *call)
 	REAL(call_ref, "grpc_call_ref");
 	if (__builtin_expect(fs_cfg.mode == FS_MODE_AUDIT, 0))
 		fs_calls_ref(call);
-	fs_grpc.call_ref(call);
+	FS_IN_GRPC_VOID(fs_grpc.call_ref(call));
 }
 
 EXPORT void grpc_call_ref(grpc_call *call)
@@ -258,7 +279,7 @@ static COLD void call_unref(grpc_call *call)
 	REAL(call_unref, "grpc_call_unref");
 	if (__builtin_expect(fs_cfg.mode == FS_MODE_AUDIT, 0))
 		fs_calls_unref(call);
-	fs_grpc.call_unref(call);
+	FS_IN_GRPC_VOID(fs_grpc.call_unref(call));
 }
 
 EXPORT void grpc_call_unref(grpc_call *call)
@@ -275,44 +296,44 @@ EXPORT void grpc_call_unref(grpc_call *call)
 EXPORT grpc_connectivity_state grpc_channel_check_connectivity_state(grpc_channel *channel, int try_to_connect)
 {
 	REAL(channel_check_connectivity_state, "grpc_channel_check_connectivity_state", GRPC_CHANNEL_SHUTDOWN);
-	return fs_grpc.channel_check_connectivity_state(here(channel), try_to_connect);
+	return FS_IN_GRPC(fs_grpc.channel_check_connectivity_state(here(channel), try_to_connect));
 }
 
 EXPORT void grpc_channel_watch_connectivity_state(grpc_channel *channel, grpc_connectivity_state last_observed,
 						  gpr_timespec deadline, grpc_completion_queue *cq, void *tag)
 {
 	REAL(channel_watch_connectivity_state, "grpc_channel_watch_connectivity_state");
-	fs_grpc.channel_watch_connectivity_state(here(channel), last_observed, deadline, cq, tag);
+	FS_IN_GRPC_VOID(fs_grpc.channel_watch_connectivity_state(here(channel), last_observed, deadline, cq, tag));
 }
 
 EXPORT int grpc_channel_num_external_connectivity_watchers(grpc_channel *channel)
 {
 	REAL(channel_num_external_connectivity_watchers, "grpc_channel_num_external_connectivity_watchers", 0);
-	return fs_grpc.channel_num_external_connectivity_watchers(here(channel));
+	return FS_IN_GRPC(fs_grpc.channel_num_external_connectivity_watchers(here(channel)));
 }
 
 EXPORT int grpc_channel_support_connectivity_watcher(grpc_channel *channel)
 {
 	REAL(channel_support_connectivity_watcher, "grpc_channel_support_connectivity_watcher", 0);
-	return fs_grpc.channel_support_connectivity_watcher(here(channel));
+	return FS_IN_GRPC(fs_grpc.channel_support_connectivity_watcher(here(channel)));
 }
 
 EXPORT char *grpc_channel_get_target(grpc_channel *channel)
 {
 	REAL(channel_get_target, "grpc_channel_get_target", NULL);
-	return fs_grpc.channel_get_target(here(channel));
+	return FS_IN_GRPC(fs_grpc.channel_get_target(here(channel)));
 }
 
 EXPORT void grpc_channel_get_info(grpc_channel *channel, const grpc_channel_info *info)
 {
 	REAL(channel_get_info, "grpc_channel_get_info");
-	fs_grpc.channel_get_info(here(channel), info);
+	FS_IN_GRPC_VOID(fs_grpc.channel_get_info(here(channel), info));
 }
 
 EXPORT void grpc_channel_reset_connect_backoff(grpc_channel *channel)
 {
 	REAL(channel_reset_connect_backoff, "grpc_channel_reset_connect_backoff");
-	fs_grpc.channel_reset_connect_backoff(here(channel));
+	FS_IN_GRPC_VOID(fs_grpc.channel_reset_connect_backoff(here(channel)));
 }
 
 /* grpc_core::Fork::BlockExecCtx (libgpr), called by core's grpc_prefork. Its

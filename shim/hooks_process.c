@@ -31,10 +31,9 @@ EXPORT pid_t fork(void)
 	fs_fork_hook_enter();
 	pid = fs_libc.fork();
 	err = errno;
-	if (pid != 0)
-		fs_fork_hook_leave(pid, err);
-	else
+	if (pid == 0)
 		fs_fdreg_forked_child();
+	fs_fork_hook_leave(pid, err);
 	errno = err;
 	return pid;
 }
@@ -52,6 +51,7 @@ static int clone_child_start(void *p)
 
 	fs_fdreg_forked_child();
 	fs_fork_child_of_clone();
+	fs_fork_hook_leave(0, 0);
 	return start->fn(start->arg);
 }
 

@@ -1,6 +1,7 @@
 #include "init.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "audit.h"
@@ -69,10 +70,11 @@ static grpc_channel *closed_stand_in(const char *target, grpc_channel_credential
  * channel fail at once, saying why (see fs_grpc_unusable). */
 grpc_channel *fs_unusable_channel(const char *target)
 {
-	return fs_grpc.lame_client_channel_create(
-		target, GRPC_STATUS_UNAVAILABLE,
-		"grpc-forksafe: gRPC cannot be used in this child: the fork went ahead without gRPC's fork handlers "
-		"(a thread stayed inside gRPC past GRPC_FORKSAFE_QUIESCE_MS, or a clone() child)");
+	char why[320];
+
+	snprintf(why, sizeof(why), "grpc-forksafe: gRPC cannot be used in this child: %s",
+		 fs_grpc_unusable != NULL ? fs_grpc_unusable : "the fork went ahead without gRPC's fork handlers");
+	return fs_grpc.lame_client_channel_create(target, GRPC_STATUS_UNAVAILABLE, why);
 }
 
 static grpc_channel *unusable_stand_in(const char *target, grpc_channel_credentials *creds,

@@ -46,6 +46,7 @@
 #include "config.h"
 #include "grpclib.h"
 #include "libc.h"
+#include "locks.h"
 #include "log.h"
 #include "rbtree.h"
 
@@ -217,9 +218,9 @@ void fs_quiesce_init(void)
 		fs_log(FS_DEBUG, "membarrier(PRIVATE_EXPEDITED) unavailable: threads waiting in gRPC fence themselves");
 		return;
 	}
-	pthread_mutex_lock(&lock); /* see the note above membarrier() */
+	fs_lock(&lock, FS_LOCK_QUIESCE); /* see the note above membarrier() */
 	atomic_store_explicit(&fs_quiesce_fenced, false, memory_order_relaxed);
-	pthread_mutex_unlock(&lock);
+	fs_unlock(&lock, FS_LOCK_QUIESCE);
 }
 
 /* F's barrier, between its store to `requested` and its loads of `inside`.
@@ -289,7 +290,7 @@ static void wait_at_door(bool from_next)
 	struct waiter *w = fs_quiesce_self();
 	unsigned long my_epoch, my_round;
 
-	pthread_mutex_lock(&lock);
+	fs_lock(&lock, FS_LOCK_QUIESCE);
 	my_epoch = fork_epoch;
 	my_round = parking_round;
 	if (w != NULL && atomic_load(&requested)) {
@@ -301,7 +302,7 @@ static void wait_at_door(bool from_next)
 		pthread_cond_wait(&resume, &lock);
 	if (w != NULL)
 		w->parked = false;
-	pthread_mutex_unlock(&lock);
+	fs_unlock(&lock, FS_LOCK_QUIESCE);
 }
 
 void fs_quiesce_wait_at_door(void)
@@ -320,11 +321,11 @@ void fs_quiesce_park(bool parked)
 
 	if (w == NULL)
 		return;
-	pthread_mutex_lock(&lock);
+	fs_lock(&lock, FS_LOCK_QUIESCE);
 	w->parked = parked;
 	if (parked)
 		pthread_cond_broadcast(&left);
-	pthread_mutex_unlock(&lock);
+	fs_unlock(&lock, FS_LOCK_QUIESCE);
 }
 
 /* A thread that was inside saw the request on its way out (or back). */
@@ -334,9 +335,9 @@ void fs_quiesce_wake_forker(void)
 		pthread_cond_broadcast(&left); /* this thread holds the lock */
 		return;
 	}
-	pthread_mutex_lock(&lock);
+	fs_lock(&lock, FS_LOCK_QUIESCE);
 	pthread_cond_broadcast(&left);
-	pthread_mutex_unlock(&lock);
+	fs_unlock(&lock, FS_LOCK_QUIESCE);
 }
 
 /* Entering next(), the thread saw a fork's request: it is not inside after
@@ -382,12 +383,12 @@ void fs_quiesce_note_shutdown(grpc_completion_queue *cq)
 	if (!served_by_next(cq) || (s = calloc(1, sizeof(*s))) == NULL)
 		return;
 	s->queue = cq;
-	pthread_mutex_lock(&lock);
+	fs_lock(&lock, FS_LOCK_QUIESCE);
 	if (RB_INSERT(shut_tree, &shut, s) != NULL)
 		free(s);
 	else
 		atomic_fetch_add_explicit(&nshut, 1, memory_order_relaxed);
-	pthread_mutex_unlock(&lock);
+	fs_unlock(&lock, FS_LOCK_QUIESCE);
 }
 
 /* A queue is shut down before it is destroyed, and the application orders
@@ -401,13 +402,13 @@ void fs_quiesce_note_destroy_slow(grpc_completion_queue *cq)
 
 	if (!served_by_next(cq))
 		return;
-	pthread_mutex_lock(&lock);
+	fs_lock(&lock, FS_LOCK_QUIESCE);
 	s = RB_FIND(shut_tree, &shut, &key);
 	if (s != NULL) {
 		RB_REMOVE(shut_tree, &shut, s);
 		atomic_fetch_sub_explicit(&nshut, 1, memory_order_relaxed);
 	}
-	pthread_mutex_unlock(&lock);
+	fs_unlock(&lock, FS_LOCK_QUIESCE);
 	free(s);
 }
 
@@ -532,7 +533,7 @@ bool fs_quiesce_await_parked(bool (*done)(unsigned parked_tracked))
 {
 	bool ok;
 
-	pthread_mutex_lock(&lock);
+	fs_lock(&lock, FS_LOCK_QUIESCE);
 	for (;;) {
 		ok = atomic_load(&requested) && done(count_parked_tracked());
 		if (ok || !atomic_load(&requested))
@@ -542,7 +543,7 @@ bool fs_quiesce_await_parked(bool (*done)(unsigned parked_tracked))
 			break;
 		}
 	}
-	pthread_mutex_unlock(&lock);
+	fs_unlock(&lock, FS_LOCK_QUIESCE);
 	return ok;
 }
 
@@ -586,11 +587,11 @@ unsigned fs_quiesce_begin(const struct timespec *deadline)
 {
 	unsigned inside;
 
-	pthread_mutex_lock(&lock);
+	fs_lock(&lock, FS_LOCK_QUIESCE);
 	fork_deadline = *deadline;
 	atomic_store(&requested, true);
 	inside = settle(current_wake(), heavy_barrier() /* the note above membarrier() */);
-	pthread_mutex_unlock(&lock);
+	fs_unlock(&lock, FS_LOCK_QUIESCE);
 	return inside;
 }
 
@@ -601,24 +602,24 @@ unsigned fs_quiesce_again(void)
 {
 	unsigned inside = 0;
 
-	pthread_mutex_lock(&lock);
+	fs_lock(&lock, FS_LOCK_QUIESCE);
 	if (count_plucking() > 0) {
 		atomic_store(&fs_quiesce_parking, false);
 		pthread_cond_broadcast(&resume);
 		inside = settle(current_wake(), !degraded); /* `requested` is long seen */
 	}
-	pthread_mutex_unlock(&lock);
+	fs_unlock(&lock, FS_LOCK_QUIESCE);
 	return inside;
 }
 
 void fs_quiesce_end_parent(void)
 {
-	pthread_mutex_lock(&lock);
+	fs_lock(&lock, FS_LOCK_QUIESCE);
 	fork_epoch++;
 	atomic_store(&fs_quiesce_parking, false);
 	atomic_store(&requested, false);
 	pthread_cond_broadcast(&resume);
-	pthread_mutex_unlock(&lock);
+	fs_unlock(&lock, FS_LOCK_QUIESCE);
 }
 
 /* Fork path (child): only this thread exists; the others' records are free. */

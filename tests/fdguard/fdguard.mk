@@ -8,6 +8,9 @@ FDG_SIDE  := $(FDG_OUT)/libfdside.so
 FDG_PROBE := $(FDG_OUT)/fd-probe
 # c-ares used by the program itself and by gRPC's resolver, side by side.
 FDG_ARES  := $(FDG_OUT)/ares-probe
+# A timer signal's handler that forks while the main thread is inside the
+# shim's locked code (its fork path, the channel table).
+FDG_SIGFORK := $(FDG_OUT)/signal-fork
 
 .PHONY: test-fdguard
 
@@ -23,5 +26,10 @@ $(FDG_ARES): $(FDG_DIR)/ares_probe.c
 	$(CC) -O1 -g -std=gnu11 -Wall -Wextra -Wno-unused-parameter $(shell pkg-config --cflags grpc libcares 2>/dev/null) \
 	  -o $@ $< $(shell pkg-config --libs grpc libcares 2>/dev/null)
 
-test-fdguard: $(SHIM) $(FDG_PROBE) $(FDG_ARES)
-	@$(FDG_DIR)/run.sh $(SHIM) $(FDG_PROBE) $(FDG_ARES) $(FDG_OUT)/run
+$(FDG_SIGFORK): $(FDG_DIR)/signal_fork.c
+	@mkdir -p $(@D)
+	$(CC) -O1 -g -std=gnu11 -Wall -Wextra -Wno-unused-parameter $(shell pkg-config --cflags grpc 2>/dev/null) \
+	  -o $@ $< $(shell pkg-config --libs grpc 2>/dev/null)
+
+test-fdguard: $(SHIM) $(FDG_PROBE) $(FDG_ARES) $(FDG_SIGFORK)
+	@$(FDG_DIR)/run.sh $(SHIM) $(FDG_PROBE) $(FDG_ARES) $(FDG_SIGFORK) $(FDG_OUT)/run

@@ -7,9 +7,11 @@
 #include <unistd.h>
 
 #include "chantab.h"
+#include "execctx.h"
 #include "fdreg.h"
 #include "forkpath.h"
 #include "libc.h"
+#include "locks.h"
 
 static void setup(void)
 {
@@ -95,4 +97,73 @@ Test(forkpath, a_child_never_inherits_a_lock_held_by_another_thread)
 	atomic_store(&stop, true);
 	for (int i = 0; i < 2; i++)
 		pthread_join(threads[i], NULL);
+}
+
+/* A signal handler may fork while its thread is inside one of the shim's
+ * locked sections: here the thread holds the channel table's lock, as the
+ * code a handler interrupted would. The fork must not wait for it. */
+Test(forkpath, a_fork_on_a_thread_holding_a_shim_lock_takes_no_lock)
+{
+	int sv[2];
+	pid_t pid;
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	fs_chantab_lock();
+	pid = fork(); /* a deadlock trips the suite's timeout */
+	if (pid == 0) {
+		/* The interrupted section goes on, and ends, in the child too. */
+		fs_chantab_unlock();
+		if (fs_generation != 1 || fs_locks_held != 0)
+			_exit(1);
+		fs_chantab_track((grpc_channel *)sv, "t", NULL, NULL, fs_generation);
+		fs_chantab_untrack((grpc_channel *)sv, fs_generation);
+		_exit(0);
+	}
+	fs_chantab_unlock();
+	cr_assert_eq(wait_status(pid), 0);
+	cr_assert_eq(fs_generation, 0, "the parent's generation changed");
+	cr_assert_eq(fs_locks_held, 0);
+	/* Nothing is left held: an ordinary fork takes every lock again. */
+	pid = fork();
+	if (pid == 0)
+		_exit(fs_generation == 1 ? 0 : 1);
+	cr_assert_eq(wait_status(pid), 0);
+}
+
+/* ... or inside the fork path itself, which holds every lock from its
+ * prepare step to its parent step. */
+Test(forkpath, a_fork_inside_the_fork_path_leaves_that_fork_alone)
+{
+	pid_t pid;
+
+	fs_fork_prepare(); /* an outer fork, interrupted before libc's fork */
+	pid = fork();
+	if (pid == 0)
+		_exit(fs_generation == 1 ? 0 : 1);
+	cr_assert_eq(wait_status(pid), 0);
+	fs_fork_parent(); /* the outer fork ends as it began */
+	cr_assert_eq(fs_locks_held, 0);
+	cr_assert_eq(fs_generation, 0, "the parent's generation changed");
+	pid = fork();
+	if (pid == 0)
+		_exit(fs_generation == 1 ? 0 : 1);
+	cr_assert_eq(wait_status(pid), 0);
+}
+
+/* ... or inside gRPC, whose own locks it may hold: gRPC is left alone, and
+ * the child cannot use it. */
+Test(forkpath, a_fork_on_a_thread_inside_grpc_leaves_grpc_alone)
+{
+	pid_t pid;
+
+	fs_grpc_enter();
+	pid = fork();
+	if (pid == 0) {
+		fs_grpc_leave();
+		_exit(fs_generation == 1 && fs_grpc_unusable != NULL ? 0 : 1);
+	}
+	fs_grpc_leave();
+	cr_assert_eq(wait_status(pid), 0);
+	cr_assert_null(fs_grpc_unusable, "the parent was marked");
+	cr_assert_eq(fs_locks_held, 0);
 }
