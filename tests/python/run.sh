@@ -17,9 +17,12 @@
 #   inherited       a module-level channel made before the fork works in the
 #                   child (os.fork(), unused or used by the parent; other
 #                   call kinds; multiprocessing.Pool workers; a grandchild,
-#                   through grpc.intercept_channel): every call,
-#                   the first included, on a connection of the child's own,
-#                   wherever and also where it works without the shim
+#                   through grpc.intercept_channel; a stream in progress
+#                   at the fork, which the child sees end CANCELLED, as
+#                   grpcio ends it, while the parent reads it to its end):
+#                   every call, the first included, on a connection of the
+#                   child's own, wherever and also where it works without
+#                   the shim
 #   close mode      GRPC_FORKSAFE_MODE=close keeps grpcio's closed channels
 #   sitecustomize   the user's own sitecustomize still runs; programs started
 #                   from the interpreter get the user's PYTHONPATH
@@ -546,6 +549,7 @@ check_inherited used 3
 check_inherited kinds 3
 check_inherited pool 12
 check_inherited nested 4
+check_inherited in-progress 4
 check_close_mode
 check_site
 check_other_grpcio
