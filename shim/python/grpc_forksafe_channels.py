@@ -39,14 +39,15 @@ _WARN, _INFO, _DEBUG = 1, 2, 3
 def install(module, fork_handling, close, log):
     """Patches grpc._channel (module): channels made in a child get a
     connection of their own, and unless close, fork_handling renews inherited
-    channels in children instead of closing them; log(level, message)
+    channels in children instead of closing them and ends the calls in
+    progress at the fork as closing would; log(level, message)
     reports."""
     problem = _unsupported(module)
     if problem:
         log(_WARN, "inherited grpcio channels stay closed after fork: %s" % problem)
         return
     renewer = _Renewer(module, fork_handling, log)
-    renewer.install()
+    renewer.install(track_calls=not close)
     if not close:
         fork_handling.in_child = renewer.renew_all
 
@@ -79,14 +80,15 @@ class _Renewer:
         # What the child inherited and must never free (see above).
         self._inherited = []
 
-    def install(self):
+    def install(self, track_calls):
         channel_class = self._m.Channel
         channel_class.__init__ = self._wrap_init(channel_class.__init__)
         channel_class._close = self._wrap_close(channel_class._close)
         for name in _FACTORIES:
             setattr(channel_class, name, self._wrap_factory(getattr(channel_class, name)))
-        rendezvous = self._m._Rendezvous
-        rendezvous.__init__ = self._wrap_call_init(rendezvous.__init__)
+        if track_calls:  # in mode close grpcio's own _close_on_fork ends them
+            rendezvous = self._m._Rendezvous
+            rendezvous.__init__ = self._wrap_call_init(rendezvous.__init__)
         self._log(_DEBUG, "grpcio channels will be renewed in forked children")
 
     def _wrap_init(self, init):
