@@ -18,6 +18,13 @@ Patterns:
           channel (grpc.intercept_channel) made by the parent, forks a child
           of its own that makes 2 such calls, and calls again once it has
           exited: 4 calls in the children
+  in-progress  the parent calls once and starts a server stream (Count, 20
+          messages 50 ms apart), reads its first message and forks; in the
+          child that stream must end at once as grpcio's fork handling ends
+          it (CANCELLED, "Channel closed due to fork", its done-callback
+          run in the child), and 3 unary calls
+          follow; the parent reads the rest of its stream (all of it, OK)
+          once the child has exited: 4 results in the child
 
 Usage: inherit_client.py TARGET PATTERN RUN
   RUN starts every call's tag ("RUN:child:call-1-on-the-inherited-channel",
@@ -39,7 +46,8 @@ import echo_calls
 import echo_pb2
 import echo_pb2_grpc
 
-if len(sys.argv) != 4 or sys.argv[2] not in ("unused", "used", "kinds", "pool", "executor", "nested", "tls"):
+if len(sys.argv) != 4 or sys.argv[2] not in ("unused", "used", "kinds", "pool", "executor", "nested", "tls",
+                                             "in-progress"):
     sys.exit(__doc__.split("\n\n")[2])
 TARGET, PATTERN, RUN = sys.argv[1:]
 # The call credentials' token, which the server reports back.
@@ -78,6 +86,8 @@ DEADLINE_S = echo_calls.DEADLINE_S
 CHILD_BUDGET_S = 15.0
 # Tasks a pool or an executor runs.
 TASKS = 200
+STREAM_MESSAGES = 20
+STREAM_INTERVAL_MS = 50
 
 
 def request(who, what):
@@ -138,10 +148,53 @@ def child_kinds():
     return ok
 
 
+# The processes in which the stream's done-callback ran.
+STREAM_DONE = []
+
+
+def child_in_progress(stream):
+    """The stream in progress at the fork ends within DEADLINE_S, CANCELLED by
+    the fork, its done-callback runs, and no message of it reaches the child;
+    then 3 unary calls."""
+    what = "stream in progress at the fork ends"
+    start = time.monotonic()
+    seen = "still in progress after %g s" % DEADLINE_S
+    while time.monotonic() - start < DEADLINE_S:
+        if stream.done():
+            try:
+                reply = next(stream)
+                seen = "a message came: %s" % reply.tag
+            except grpc.RpcError as exc:
+                seen = "%s: %s" % (exc.code().name, exc.details())
+            except Exception as exc:  # a test reports every way a call can end
+                seen = echo_calls.failure(exc)
+            break
+        time.sleep(0.01)
+    ok = seen == "CANCELLED: Channel closed due to fork"
+    if ok and os.getpid() not in STREAM_DONE:
+        ok, seen = False, seen + ", but its done-callback did not run"
+    print("%-62s %-7s %7.1f ms  %s" % (echo_calls.head("child", what), "ok" if ok else "FAILED",
+                                        (time.monotonic() - start) * 1e3, seen), flush=True)
+    return all([ok] + [unary("child", "call %d on the inherited channel" % i) for i in (1, 2, 3)])
+
+
+def rest_of_stream(stream):
+    replies = list(stream)
+    if len(replies) != STREAM_MESSAGES - 1:
+        raise RuntimeError("%d of the stream's last %d messages" % (len(replies), STREAM_MESSAGES - 1))
+    return replies[-1].peer
+
+
 def fork_and_check():
     ok = True
+    stream = None
     if PATTERN != "unused":
         ok &= unary("parent", "call before fork")
+    if PATTERN == "in-progress":
+        stream = STUB.Count(echo_pb2.CountRequest(pid=os.getpid(), tag="%s:parent:stream" % RUN, count=STREAM_MESSAGES,
+                                                  interval_ms=STREAM_INTERVAL_MS), timeout=DEADLINE_S * 5)
+        ok &= attempt("parent", "stream's first message before fork", lambda: next(stream).peer)
+        stream.add_done_callback(lambda _: STREAM_DONE.append(os.getpid()))
     # Bracketed, so that a hang inside os.fork() (grpcio's prefork handler
     # waiting for core's threads, with or without the shim) can be told apart.
     print(echo_calls.head("parent", "forking"), flush=True)
@@ -151,11 +204,15 @@ def fork_and_check():
             child_ok = child_kinds()
         elif PATTERN == "nested":
             child_ok = child_nested()
+        elif PATTERN == "in-progress":
+            child_ok = child_in_progress(stream)
         else:
             child_ok = all([unary("child", "call %d on the inherited channel" % i) for i in (1, 2, 3)])
         os._exit(0 if child_ok else 1)
     print(echo_calls.head("parent", "forked"), flush=True)
     ok &= echo_calls.wait_child(pid, CHILD_BUDGET_S)
+    if stream is not None:
+        ok &= attempt("parent", "rest of the stream, after the child", lambda: rest_of_stream(stream))
     if PATTERN != "unused":
         ok &= unary("parent", "call after the child")
     return ok

@@ -2,12 +2,16 @@
 # core compiled in) that fork, with the shim preloaded and without
 # (tests/python/run.sh). `make measure-python`: the Python demo under each
 # policy, counted and timed (tests/python/measure-policies.sh), not part of
-# `make test`. The stubs (PY_STUBS, PY_GEN) are made by the rule in
+# `make test`. `make test-grpc-fork-suite`: gRPC 1.51.1's own Python fork
+# tests (tests/python/grpc-fork-suite.sh), fetched once from Debian's grpc
+# source package into $(BUILD)/grpc-fork-suite (apt-get as root, from
+# Debian's mirrors: some 19 MB); GRPC_FORK_SUITE_SURVEY=N runs each
+# scenario N times under every setting instead and prints a table. The stubs (PY_STUBS, PY_GEN) are made by the rule in
 # demo/demo.mk, which the Makefile includes first.
 
 PY_TEST_OUT := $(BUILD)/tests/python
 
-.PHONY: test-python measure-python
+.PHONY: test-python measure-python test-grpc-fork-suite
 
 test-python: $(SHIM) $(PY_LAYER) $(ECHO_SERVER) $(PY_STUBS)
 	@scripts/ensure-deps python
@@ -16,3 +20,9 @@ test-python: $(SHIM) $(PY_LAYER) $(ECHO_SERVER) $(PY_STUBS)
 measure-python: $(SHIM) $(ECHO_SERVER) $(PY_STUBS)
 	@scripts/ensure-deps demo
 	@tests/python/measure-policies.sh --build $(BUILD)
+
+GRPC_FORK_SUITE_SURVEY ?=
+test-grpc-fork-suite: $(SHIM) $(PY_LAYER)
+	@scripts/ensure-deps demo
+	@tests/python/grpc-fork-suite.sh --shim $(SHIM) --cache $(BUILD)/grpc-fork-suite \
+		--out $(BUILD)/tests/grpc-fork-suite$(if $(GRPC_FORK_SUITE_SURVEY),-survey --survey $(GRPC_FORK_SUITE_SURVEY))

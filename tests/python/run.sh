@@ -18,9 +18,11 @@
 #                   child (os.fork(), unused or used by the parent; other
 #                   call kinds; multiprocessing.Pool workers; a grandchild,
 #                   through grpc.intercept_channel; over TLS with call
-#                   credentials): every call,
-#                   the first included, on a connection of the child's own,
-#                   wherever and also where it works without the shim
+#                   credentials; a stream in progress at the fork, which the
+#                   child sees end CANCELLED, as grpcio ends it, while the
+#                   parent reads it to its end): every call, the first
+#                   included, on a connection of the child's own, wherever
+#                   and also where it works without the shim
 #   close mode      GRPC_FORKSAFE_MODE=close keeps grpcio's closed channels
 #   sitecustomize   the user's own sitecustomize still runs; programs started
 #                   from the interpreter get the user's PYTHONPATH
@@ -101,17 +103,22 @@ TARGET_IP=127.0.0.1:$ECHO_PORT
 # environment, output in $OUT/NAME.out and .err; sets STATUS. env(1) applies
 # the preload, so timeout(1) itself runs without the shim; settings from the
 # caller's environment are not part of the test; the helpers imported from
-# this directory leave no byte code in the source tree.
+# this directory leave no byte code in the source tree. timeout(1) makes a
+# process group of its own: whatever the run left in it (a hung child whose
+# parent crashed) is killed once the run has ended.
 run() {
-	local name=$1 envs=()
+	local name=$1 envs=() group
 	shift
 	while [ "$1" != "--" ]; do envs+=("$1"); shift; done
 	shift
 	timeout -s ABRT -k 5 $LIMIT env -u LD_PRELOAD -u GRPC_FORKSAFE_MODE -u GRPC_FORKSAFE_EMBEDDED \
 		-u GRPC_FORKSAFE_LOG -u GRPC_FORKSAFE_LOG_FILE -u GRPC_ENABLE_FORK_SUPPORT -u GRPC_DNS_RESOLVER \
 		PYTHONPATH="$STUBS:$HERE" PYTHONDONTWRITEBYTECODE=1 PYTHONFAULTHANDLER=1 "${envs[@]}" "$PYTHON" "$@" \
-		</dev/null >"$OUT/$name.out" 2>"$OUT/$name.err"
+		</dev/null >"$OUT/$name.out" 2>"$OUT/$name.err" &
+	group=$!
+	wait $group
 	STATUS=$?
+	pkill -KILL -g $group 2>/dev/null
 }
 
 hung() { [ "$STATUS" = 124 ] || [ "$STATUS" = 137 ]; }
@@ -642,6 +649,7 @@ check_inherited pool 200
 check_inherited executor 200
 check_inherited nested 4
 check_inherited_tls
+check_inherited in-progress 4
 check_close_mode
 check_site
 check_other_grpcio
