@@ -80,6 +80,7 @@ test:
 	@$(MAKE) --no-print-directory test-fdguard
 	@$(MAKE) --no-print-directory test-integration
 	@$(MAKE) --no-print-directory test-python
+	@$(MAKE) --no-print-directory test-grpc-fork-suite
 	@$(MAKE) --no-print-directory test-embedded
 	@$(MAKE) --no-print-directory test-programs
 	@$(MAKE) --no-print-directory test-valgrind
