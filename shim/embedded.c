@@ -22,9 +22,10 @@
  * the program runs, and runs grpcio's fork handling from Python's own fork
  * hooks instead of grpcio's, without the wait that ends children, and gives
  * each inherited channel a connection of the child's own (reconnect) or
- * closes it as grpcio would (close) (shim/python/). Where the layer is not
- * loaded (modes off and audit; an interpreter that ignores PYTHONPATH, -E or
- * -I, or imports no sitecustomize, -S), grpcio's own handling runs.
+ * closes it as grpcio would (close) (shim/python/). An interpreter that
+ * ignores PYTHONPATH (-E, -I) or imports no sitecustomize (-S) loads no
+ * layer, and then grpcio's own handling runs; modes off and audit change
+ * nothing at all.
  */
 #include "embedded.h"
 

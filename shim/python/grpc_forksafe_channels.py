@@ -145,19 +145,20 @@ class _Renewer:
         return make
 
     def renew_all(self):
-        """In a child: every call in progress at the fork ends, every channel
-        still open gets a core channel of its own."""
-        self._end_inherited_calls()
-        try:
-            renewed = 0
-            for channel in list(self._channels):
-                if getattr(channel, "_forksafe_closed", False):
-                    continue
+        """In a child: every channel still open gets a core channel of its
+        own, then every call in progress at the fork ends (its done-callbacks
+        may make calls: they find the channels renewed)."""
+        renewed = 0
+        for channel in list(self._channels):
+            if getattr(channel, "_forksafe_closed", False):
+                continue
+            try:
                 self._renew(channel)
                 renewed += 1
-            self._log(_DEBUG, "%d inherited grpcio channel(s) renewed, generation %d" % (renewed, self._fork.generation))
-        except Exception as exc:  # the child must never die because of this
-            self._log(_WARN, "inherited grpcio channels not renewed: %s: %s" % (type(exc).__name__, exc))
+            except Exception as exc:  # the child must never die because of this
+                self._log(_WARN, "an inherited grpcio channel not renewed: %s: %s" % (type(exc).__name__, exc))
+        self._log(_DEBUG, "%d inherited grpcio channel(s) renewed, generation %d" % (renewed, self._fork.generation))
+        self._end_inherited_calls()
 
     def _renew(self, channel):
         m = self._m

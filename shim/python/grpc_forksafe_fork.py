@@ -14,7 +14,8 @@ So grpcio's handlers are never installed: once grpcio's extension module is
 loaded, and before it can install them, it is told they are. The same work
 runs from os.register_at_fork instead:
   before          grpcio's threads pause at their next fork check, as with its
-                  own handler (bounded: the fork goes ahead after PAUSE_S)
+                  own handler, and servers' polling threads leave gRPC core
+                  (each bounded: the fork goes ahead after PAUSE_S)
   after, parent   they resume
   after, child    grpcio's fork state starts afresh (locks, counters, its fork
                   epoch), and each inherited channel still open gets a
@@ -30,6 +31,7 @@ without the layer (one warning).
 """
 import os
 import threading
+import weakref
 
 # How long a fork waits for grpcio's threads to pause, as grpcio's own handler.
 PAUSE_S = 5
@@ -82,6 +84,8 @@ class ForkHandling:
         # How many forks separate this process from the one that loaded grpcio.
         self.generation = 0
         self._servers = _ServerThreads()
+        self._forks = 0  # in progress, from any thread
+        self._paused = True  # whether the last fork's threads all paused
 
     def take_over(self):
         """True if grpcio's own handlers will not be installed."""
@@ -90,6 +94,9 @@ class ForkHandling:
             if state.fork_handler_registered:
                 return False
             state.fork_handler_registered = True
+        # grpcio's set of channels to close at a fork holds them strongly, so a
+        # channel the program drops unclosed is never freed; weakly here.
+        state.channels = weakref.WeakSet(state.channels)
         os.register_at_fork(before=self._before, after_in_parent=self._after_in_parent,
                             after_in_child=self._after_in_child)
         return True
@@ -100,41 +107,54 @@ class ForkHandling:
         first fork on leaves core at least every SERVER_POLL_S. A thread
         inside core at the fork makes core skip its fork handlers, and then
         the child cannot use gRPC at all."""
-        missing = [n for n in ("_serve", "_DEALLOCATED_SERVER_CHECK_PERIOD_S", "time") if not hasattr(module, n)]
+        missing = [n for n in ("_serve", "_process_event_and_continue", "_DEALLOCATED_SERVER_CHECK_PERIOD_S", "time")
+                   if not hasattr(module, n)]
         if missing:
             self._log(_WARN, "grpcio's server threads are not paused at forks: grpc._server lacks %s"
                       % ", ".join(missing))
             return
         servers = self._servers
         serve = module._serve
+        process = module._process_event_and_continue
 
         def _serve(state):
             servers.started()
             try:
                 return serve(state)
             finally:
-                servers.ended()
+                servers.left_core()
+
+        def _process_event_and_continue(state, event):
+            servers.left_core()
+            return process(state, event)
 
         module._serve = _serve
+        module._process_event_and_continue = _process_event_and_continue
         servers.module = module
         # grpc._server reads the clock once per poll, outside core: the point
         # where a polling thread waits.
         module.time = _ClockWithPausePoint(module.time, servers)
 
     def _before(self):
-        if not self._servers.pause(PAUSE_S):
+        self._paused = self._servers.pause(PAUSE_S)
+        if not self._paused:
             self._log(_INFO, "grpcio's server threads did not pause within %d s; forking all the same" % PAUSE_S)
         state = self._cygrpc._fork_state
         with state.fork_in_progress_condition:
+            # Two threads may fork at once: the flag falls when both are done.
+            self._forks += 1
             state.fork_in_progress = True
         if not state.active_thread_count.await_zero_threads(PAUSE_S):
+            self._paused = False
             self._log(_INFO, "grpcio's threads did not pause within %d s; forking all the same" % PAUSE_S)
 
     def _after_in_parent(self):
         state = self._cygrpc._fork_state
         with state.fork_in_progress_condition:
-            state.fork_in_progress = False
-            state.fork_in_progress_condition.notify_all()
+            self._forks -= 1
+            if self._forks == 0:
+                state.fork_in_progress = False
+                state.fork_in_progress_condition.notify_all()
         self._servers.resume()
 
     def _after_in_child(self):
@@ -149,6 +169,7 @@ class ForkHandling:
             state.postfork_states_to_reset = []
             state.fork_epoch += 1
             state.fork_in_progress = False
+            self._forks = 0
             self.generation += 1
             self._servers.reset_in_child()
         except Exception as exc:  # the child must never die because of this
@@ -158,7 +179,12 @@ class ForkHandling:
 
     def close_inherited(self):
         """What grpcio's own handler does: a call on an inherited channel
-        raises ValueError (closed channel)."""
+        raises ValueError (closed channel). Closing drains the channel's calls
+        through core, which may not work when a thread stayed inside core at
+        the fork; grpcio then leaves the channels alone, and so does this."""
+        if not self._paused:
+            self._log(_INFO, "grpcio's threads did not pause before the fork: inherited channels left as they are")
+            return
         for channel in list(self._cygrpc._fork_state.channels):
             try:
                 channel._close_on_fork()
@@ -167,8 +193,12 @@ class ForkHandling:
 
 
 class _ServerThreads:
-    """The polling threads of grpcio's servers, and a gate they wait at while
-    a fork is in progress."""
+    """The polling threads of grpcio's servers: which of them are inside gRPC
+    core (from the clock read just before a poll until the poll's event is
+    handed on), and a gate that keeps them out while a fork is in progress.
+    A polling thread busy with an event (a call's handler being submitted, an
+    interceptor, a fork made from there) is outside core and is not waited
+    for."""
 
     def __init__(self):
         self._mine = threading.local()
@@ -178,44 +208,43 @@ class _ServerThreads:
     def reset_in_child(self):
         """Also the initial state: the parent's polling threads are gone."""
         self._cond = threading.Condition()
-        self._running = 0
-        self._waiting = 0
-        self._forking = False
+        self._in_core = 0
+        self._forks = 0  # in progress, from any thread
 
     def started(self):
         self._mine.polling = True
-        with self._cond:
-            self._running += 1
+        self._mine.in_core = False
 
-    def ended(self):
-        with self._cond:
-            self._running -= 1
-            self._cond.notify_all()
+    def left_core(self):
+        if getattr(self._mine, "in_core", False):
+            self._mine.in_core = False
+            with self._cond:
+                self._in_core -= 1
+                self._cond.notify_all()
 
     def pause_point(self):
+        """Called just before a poll (and so also after one that timed out)."""
         if not getattr(self._mine, "polling", False):
             return  # a handler's thread reading the clock: not a poller
+        self.left_core()
         with self._cond:
-            if not self._forking:
-                return
-            self._waiting += 1
-            self._cond.notify_all()
-            while self._forking:
+            while self._forks:
                 self._cond.wait()
-            self._waiting -= 1
+            self._in_core += 1
+        self._mine.in_core = True
 
     def pause(self, timeout):
-        """True once every polling thread waits at the gate."""
+        """True once no polling thread is inside core."""
         if self.module is not None and self.module._DEALLOCATED_SERVER_CHECK_PERIOD_S > SERVER_POLL_S:
             # A poll that began before this holds on to its own deadline.
             self.module._DEALLOCATED_SERVER_CHECK_PERIOD_S = SERVER_POLL_S
         with self._cond:
-            self._forking = True
-            return self._cond.wait_for(lambda: self._waiting >= self._running, timeout)
+            self._forks += 1
+            return self._cond.wait_for(lambda: self._in_core == 0, timeout)
 
     def resume(self):
         with self._cond:
-            self._forking = False
+            self._forks -= 1
             self._cond.notify_all()
 
 

@@ -15,9 +15,9 @@ What runs at start-up, before the program: PYTHONPATH gets back the value the
 user gave it (so programs this interpreter starts see the user's), the user's
 own sitecustomize, if there is one further on sys.path, is imported, and a
 finder waits for the program to import grpc. grpc itself is never imported
-here; its extension module and its channel module are patched once the
-program imports them, and only if it is the grpcio this layer knows (1.51);
-otherwise one warning and nothing.
+here; its extension module, its channel module and its server module are
+patched once the program imports them, and only if it is the grpcio this
+layer knows (1.51); otherwise one warning and nothing.
 
 Settings: GRPC_FORKSAFE_LOG (error, warn, info, debug or 0-3; default warn)
 and GRPC_FORKSAFE_LOG_FILE, as for the shim.
@@ -95,13 +95,14 @@ class _PatchOnImport:
             return None
         self._pending.remove(fullname)
         import importlib.util
-        # The module's own spec, found without this finder.
-        sys.meta_path.remove(self)
+        # The module's own spec, found without this finder. sys.meta_path is
+        # replaced, never changed in place: another thread may be walking it.
+        _leave_meta_path(self)
         try:
             spec = importlib.util.find_spec(fullname)
         finally:
             if self._pending:
-                sys.meta_path.insert(0, self)
+                sys.meta_path = [self] + sys.meta_path
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
         patch = {"grpc._cython.cygrpc": self._patch_cygrpc, "grpc._channel": self._patch_channel,
@@ -132,8 +133,7 @@ class _PatchOnImport:
 
     def _give_up(self):
         self._pending[:] = []
-        if self in sys.meta_path:
-            sys.meta_path.remove(self)
+        _leave_meta_path(self)
 
     def _patch_channel(self, module):
         if self._fork_handling is not None:
@@ -141,6 +141,10 @@ class _PatchOnImport:
             # has reported a bad value (then reconnect).
             close = os.environ.get("GRPC_FORKSAFE_MODE", "").lower() == "close"
             _load("grpc_forksafe_channels").install(module, self._fork_handling, close, _log)
+
+
+def _leave_meta_path(finder):
+    sys.meta_path = [f for f in sys.meta_path if f is not finder]
 
 
 class _PatchingLoader:

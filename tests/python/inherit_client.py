@@ -249,8 +249,10 @@ def pool():
         # management thread or the caller's, as the executor decides.
         workers = concurrent.futures.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork"))
         try:
-            results = list(workers.map(task, range(1, TASKS + 1), timeout=CHILD_BUDGET_S))
+            # The first task's answer says the workers have been forked.
+            workers.submit(os.getpid).result(timeout=CHILD_BUDGET_S)
             print(echo_calls.head("parent", "forked"), flush=True)
+            results = list(workers.map(task, range(1, TASKS + 1), timeout=CHILD_BUDGET_S))
         except concurrent.futures.TimeoutError:
             print("parent: the executor's tasks did not finish in %g s" % CHILD_BUDGET_S, flush=True)
             workers.shutdown(wait=False, cancel_futures=True)

@@ -464,9 +464,9 @@ check_inherited_tls() {
 	echo_server_stop "$tls_pid"
 }
 
-# --- i. GRPC_FORKSAFE_MODE=close: no layer; grpcio's fork handling still on,
-# so the child's calls on its inherited channel fail at once, as grpcio
-# makes them. (This check also shows the layer is what renews channels.)
+# --- i. GRPC_FORKSAFE_MODE=close: the layer closes inherited channels as
+# grpcio's fork handling would, so the child's calls on one fail at once
+# (ValueError, closed channel) and the parent's go on.
 check_close_mode() {
 	local out=$OUT/inherit-close.out n
 	run_forking inherit-close LD_PRELOAD="$SHIM" GRPC_FORKSAFE_MODE=close -- "$HERE/inherit_client.py" "$TARGET" used inherit-close

@@ -12,11 +12,13 @@ Patterns (each child's outcome is its exit status):
              make 3 calls each on it
   pool       a multiprocessing.Pool (start method fork) of 2 workers; 6 tasks,
              each one call on the module-level stub
-Every child also checks whether it holds the parent's listening socket (it
+Another process calls the parent's server all the while. Every child
+also checks whether it holds the parent's listening socket (it
 must never serve in the parent's place), and says so if it does. Then the
 parent calls its own server and TARGET again.
 
 Usage: serving_client.py TARGET PATTERN
+       serving_client.py SERVER --load   (the other process)
 Prints one line per call (echo_calls.py's format), one per child, the
 slowest fork in ms, and "listener held by a child" if one did; exit status
 0 if every call and every child succeeded, 1 if not.
@@ -25,6 +27,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import threading
 import time
 from concurrent import futures
 
@@ -34,7 +37,7 @@ import echo_calls
 import echo_pb2
 import echo_pb2_grpc
 
-PATTERNS = ("quiet", "preexec", "new", "inherited", "pool")
+PATTERNS = ("quiet", "preexec", "new", "inherited", "pool", "--load")
 if len(sys.argv) != 3 or sys.argv[2] not in PATTERNS:
     sys.exit(__doc__.split("\n\n")[2])
 TARGET, PATTERN = sys.argv[1:]
@@ -110,6 +113,11 @@ def main():
     ok = LISTENER is not None
     ok &= echo_calls.say(own, "parent", "call to its own server before forking")
     forks = []
+    # Calls to its own server all through the forks, from another process:
+    # the server is busy when it forks. (Started without a fork hook: no
+    # preexec_fn.)
+    loader = subprocess.Popen([sys.executable, __file__, "127.0.0.1:%d" % port, "--load"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
 
     def quiet():
         return check_listener(LISTENER)
@@ -159,6 +167,13 @@ def main():
         print("%s: %d of 6 tasks succeeded" % (echo_calls.head("parent", "pool"), sum(results)), flush=True)
         ok &= all(results)
 
+    try:
+        load = loader.communicate(input="", timeout=CHILD_BUDGET_S)[0].strip()
+    except subprocess.TimeoutExpired:
+        loader.kill()
+        load = "no answer"
+    print("%s: %s" % (echo_calls.head("parent", "load on its own server"), load), flush=True)
+    ok &= load.endswith(" 0 failed")
     print("%s: %.1f ms" % (echo_calls.head("parent", "slowest fork"), max(forks) * 1e3), flush=True)
     ok &= echo_calls.say(own, "parent", "call to its own server after the children")
     ok &= echo_calls.say(STUB, "parent", "call after the children")
@@ -166,6 +181,22 @@ def main():
     return 0 if ok else 1
 
 
+def keep_calling():
+    """--load: calls TARGET until standard input ends, then prints how many
+    calls it made and how many failed."""
+    calls = failed = 0
+    reader = threading.Thread(target=sys.stdin.read, daemon=True)
+    reader.start()
+    while reader.is_alive():
+        try:
+            STUB.Say(echo_pb2.SayRequest(pid=os.getpid(), tag="load"), timeout=echo_calls.DEADLINE_S)
+        except grpc.RpcError:
+            failed += 1
+        calls += 1
+    print("%d calls, %d failed" % (calls, failed), flush=True)
+    return 0
+
+
 LISTENER = None
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(keep_calling() if PATTERN == "--load" else main())
