@@ -5,7 +5,7 @@ from there, never copied or changed.
 
   server
       serves gRPC's interop TestService (tests.interop.service) on a server
-      made by tests.unit.test_common, on a free port of [::], and prints the
+      made by tests.unit.test_common, on a free loopback port, and prints the
       port: what the suite's own _fork_interop_test.py starts.
   inherited --server_port PORT --test_case NAME [--server_host HOST]
       one of gRPC's scenarios whose child calls on a channel it inherited,
@@ -35,7 +35,7 @@ def serve():
 
     server = test_common.test_server()
     test_pb2_grpc.add_TestServiceServicer_to_server(service.TestService(), server)
-    port = server.add_insecure_port("[::]:0")
+    port = server.add_insecure_port("localhost:0")
     server.start()
     print(port, flush=True)
     server.wait_for_termination()

@@ -553,12 +553,14 @@ print(c.Channel.__init__ is object.__init__, g._fork_state.fork_handler_register
 # --- k. A process that serves forks: children that never use gRPC,
 # preexec_fn children and client children (new channels, inherited channels,
 # pool workers) all succeed with the shim, wherever they succeed without it
-# too; no child holds the parent's listening socket; the parent still serves.
+# too, while another process calls the server through every fork; no child
+# holds the parent's listening socket; the parent still serves.
 serving_summary() {
 	local out=$OUT/$1.out
-	printf '%s, %s of %s children ok, %s failed call(s), slowest fork %s' "$(describe_status)" \
+	printf '%s, %s of %s children ok, %s failed call(s), load on its server: %s, slowest fork %s' "$(describe_status)" \
 		"$(grep -cE '(child [0-9]+ exited with status 0|6 of 6 tasks succeeded)' "$out")" "$2" \
 		"$(grep -c ' FAILED ' "$out")" \
+		"$(sed -n 's/^parent .*: load on its own server: //p' "$out" | grep . || echo 'not reported')" \
 		"$(sed -n 's/^parent .*: slowest fork: //p' "$out" | grep . || echo 'not reached')"
 }
 
