@@ -31,7 +31,6 @@ without the layer (one warning).
 """
 import os
 import threading
-import weakref
 
 # How long a fork waits for grpcio's threads to pause, as grpcio's own handler.
 PAUSE_S = 5
@@ -94,9 +93,6 @@ class ForkHandling:
             if state.fork_handler_registered:
                 return False
             state.fork_handler_registered = True
-        # grpcio's set of channels to close at a fork holds them strongly, so a
-        # channel the program drops unclosed is never freed; weakly here.
-        state.channels = weakref.WeakSet(state.channels)
         os.register_at_fork(before=self._before, after_in_parent=self._after_in_parent,
                             after_in_child=self._after_in_child)
         return True

@@ -240,6 +240,9 @@ check_demo() {
 		if [ "$STATUS" != 0 ]; then problems="run $i: $(describe_status)"
 		elif ! demo_parent_ok "$out"; then problems="run $i: the parent's RPCs did not all succeed"
 		elif ! demo_child_ok "$out"; then problems="run $i: the child's RPCs did not all succeed"
+		elif ! grep -q '^child .*: RPC on the inherited channel *ok ' "$out"; then
+			# The demo keeps no reference to its channel, only to the stub.
+			problems="run $i: the child's RPC on the stub it inherited failed"
 		elif [ -z "$p" ] || [ "$p" = "$c" ]; then problems="run $i: the child used the parent's connection ($c)"
 		fi
 		[ -z "$problems" ] || break
