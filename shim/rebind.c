@@ -212,7 +212,11 @@ static bool parse_dynamic(struct obj *o)
 	/* Some linkers make DT_RELA's range take in the PLT relocations too. */
 	if (o->njmprel > 0 && o->nrela > 0 && o->jmprel >= o->rela && o->jmprel < o->rela + o->nrela)
 		o->nrela = (size_t)(o->jmprel - o->rela);
-	if (o->gnuhash != NULL && o->gnuhash[0] != 0 && o->gnuhash[2] != 0)
+	/* A GNU table with no buckets, no Bloom words or a shift past the
+	 * hash's width is not one we can search. */
+	if (o->gnuhash != NULL && (o->gnuhash[0] == 0 || o->gnuhash[2] == 0 || o->gnuhash[3] >= 32))
+		o->gnuhash = NULL;
+	if (o->gnuhash != NULL)
 		o->nsyms = gnu_nsyms(o->gnuhash);
 	else if (o->sysvhash != NULL)
 		o->nsyms = o->sysvhash[1];
@@ -391,7 +395,7 @@ static size_t lookup_in(const struct obj *o, const char *name, const char *versi
 {
 	if (!o->parsed)
 		return 0;
-	if (o->gnuhash != NULL && o->gnuhash[0] != 0 && o->gnuhash[2] != 0) {
+	if (o->gnuhash != NULL) {
 		const uint32_t *t = o->gnuhash;
 		uint32_t nbuckets = t[0], symoffset = t[1], nbloom = t[2], shift = t[3];
 		const ElfW(Addr) *bloom = (const ElfW(Addr) *)(t + 4);

@@ -94,9 +94,11 @@ struct fs_rebind_stats {
  * re-pointed too. Read-only pages (RELRO) are made writable for the write
  * and protected again. Copy relocations of old data are listed in `out`.
  *
- * Returns 0, or -1 with a message in err when it could not walk the objects
- * or change a page's protection (slots already written stay written).
- * Missing symbols are not an error: see out->missing.
+ * Returns 0, or -1 with a message in err when it could not walk the objects,
+ * the old set is loaded but no object of the new set is, or a page's
+ * protection could not be changed (slots already written stay written).
+ * With no old object loaded it does nothing and returns 0. Symbols the new
+ * set lacks are not an error: see out->missing.
  *
  * Not thread-safe: meant for a child's only thread, before anything calls
  * the old or new set, with nothing loading or unloading objects meanwhile.
