@@ -2,7 +2,8 @@
 # on libraries built here: libid_old.so and libid_new.so (one source built
 # twice), libthird.so importing from the old one, libhook.so interposing one
 # of its functions. The test program is built three ways: PIE bound lazily,
-# PIE bound at load with full RELRO, and not PIE.
+# PIE bound at load with full RELRO, and not PIE. Then the same on the
+# installed gRPC (grpc-rebind, below).
 #
 # Not among the ASan unit tests: ASan's dlopen refuses RTLD_DEEPBIND, with
 # which the copies are loaded, and the checks compare the program's own data
@@ -52,7 +53,29 @@ $(RB_OUT)/rebind-pie-now: $(RB_DIR)/test_rebind.c $(RB_DIR)/third.h shim/rebind.
 $(RB_OUT)/rebind-nopie: $(RB_DIR)/test_rebind.c $(RB_DIR)/third.h shim/rebind.h $(RB_LIBS)
 	$(CC) $(RB_CFLAGS) -Ishim -fno-pie -no-pie -Wl,-z,lazy -o $@ $< $(RB_LINK)
 
-test-rebind: $(RB_TESTS)
+
+# On the installed gRPC: a grpc++ program's imports re-pointed to renamed
+# copies of libgrpc and libgrpc++ (sonames changed in place, same length).
+# Where the linker finds them (grpc.pc's libdir is not where Debian puts them).
+RB_GRPC_LIB    := $(shell $(CC) -print-file-name=libgrpc.so.29)
+RB_GRPCXX_LIB  := $(shell $(CC) -print-file-name=libgrpc++.so.1.51)
+RB_GRPC        := $(RB_OUT)/grpc-rebind
+RB_COPIES      := $(RB_OUT)/copies
+
+$(RB_COPIES)/libgrpz.so.29 $(RB_COPIES)/libgrpc+z.so.1.51 &: $(RB_DIR)/rename_soname.py
+	@mkdir -p $(RB_COPIES)
+	python3 $(RB_DIR)/rename_soname.py $(RB_GRPC_LIB) $(RB_COPIES)/libgrpz.so.29 \
+	  libgrpc.so.29=libgrpz.so.29
+	python3 $(RB_DIR)/rename_soname.py $(RB_GRPCXX_LIB) $(RB_COPIES)/libgrpc+z.so.1.51 \
+	  libgrpc++.so.1.51=libgrpc+z.so.1.51 libgrpc.so.29=libgrpz.so.29
+
+$(RB_GRPC): $(RB_DIR)/grpc_rebind.cc shim/rebind.h $(RB_OUT)/librebind.so
+	$(CXX) -O1 -g -std=c++17 -Wall -Ishim -fPIE -pie $(shell pkg-config --cflags grpc++ 2>/dev/null) -o $@ $< \
+	  -L$(RB_OUT) -lrebind -Wl,-rpath,'$$ORIGIN' $(shell pkg-config --libs grpc++ 2>/dev/null) -ldl
+
+test-rebind: $(RB_TESTS) $(RB_GRPC) $(RB_COPIES)/libgrpz.so.29 $(RB_COPIES)/libgrpc+z.so.1.51
 	@failed=0; for t in $(RB_TESTS); do \
 	  echo "== $$t"; $$t --jobs 2 || failed=1; \
-	done; exit $$failed
+	done; \
+	echo "== $(RB_GRPC)"; $(RB_GRPC) $(RB_COPIES) || failed=1; \
+	exit $$failed
