@@ -1,0 +1,827 @@
+/*
+ * Re-pointing imports to a fresh copy of gRPC (docs/design.md, "a fresh gRPC
+ * in the child"). The child loads renamed copies of gRPC's libraries; the
+ * program and the libraries that are not gRPC's still have their relocated
+ * slots (GOT entries, PLT slots, pointers in data) on the old copy. This
+ * rewrites those slots.
+ *
+ * Where an import binds is decided from its symbol, never from the slot's
+ * value: a lazily bound slot still holds the address of its PLT stub, which
+ * lies in the importing object, and would later resolve into the old set
+ * when first called. So for each relocation: its name and version (from
+ * DT_VERSYM/DT_VERNEED); whether any old object defines that at all (an own
+ * hash-table lookup, which is cheap and rejects nearly every import: libc's,
+ * libstdc++'s); if so, where the loader's own global lookup (dlvsym on
+ * RTLD_DEFAULT, then the importing object's own scope for a plugin loaded
+ * RTLD_LOCAL) finds it. Only a definition inside the old set is re-pointed;
+ * one in an interposer (the preloaded shim hooks some gRPC functions) or in
+ * the program's copy of some data is left.
+ *
+ * A program that is not PIE and takes a function's address makes its PLT
+ * entry the function's address: its dynamic symbol is undefined with a
+ * value, and a global lookup returns it. Everybody else's pointer to the
+ * function is then that PLT entry, which is right; but the program's own
+ * PLT slot must be followed to the definition behind it, as the loader does
+ * for PLT slots.
+ *
+ * The new address comes from dlvsym on the new set's handles, in order, and
+ * must lie in the new set: a handle's lookup also searches its
+ * dependencies, where a lookup that fails in the copies would find libc's.
+ *
+ * A slot in a page that is read-only now (RELRO, or a segment without write
+ * permission) is written between two mprotect calls; the protection put back
+ * is the one the loader left, from the object's program headers.
+ *
+ * Relocations are read as the loader left them: on x86-64 glibc rewrites the
+ * pointers in the dynamic section to absolute addresses, except where the
+ * section is read-only (the vDSO), so each pointer is taken as absolute when
+ * it lies inside the object and as relative otherwise.
+ */
+#include "rebind.h"
+
+#include <dlfcn.h>
+#include <elf.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+
+#define MAX_DYN 4096
+#define MAX_VER_WALK 65536
+
+struct obj {
+	struct link_map *map;
+	uintptr_t base;
+	const ElfW(Phdr) *phdr;
+	size_t phnum;
+	uintptr_t lo, hi; /* extent of the PT_LOAD segments */
+	const ElfW(Sym) *symtab;
+	const char *strtab;
+	size_t strsz;
+	size_t nsyms; /* SIZE_MAX: unknown (no hash table) */
+	const uint32_t *gnuhash, *sysvhash;
+	const ElfW(Half) *versym;
+	const ElfW(Verdef) *verdef;
+	size_t verdefnum;
+	const ElfW(Verneed) *verneed;
+	size_t verneednum;
+	const ElfW(Rela) *rela, *jmprel;
+	size_t nrela, njmprel;
+	bool symbolic;
+	bool found, parsed, old, fresh, skipped;
+};
+
+struct objs {
+	struct obj *v;
+	size_t n;
+};
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+bool fs_rebind_in_maps(const struct link_map *map, const void *arg)
+{
+	const struct fs_rebind_maps *m = arg;
+
+	for (size_t i = 0; m != NULL && i < m->n; i++)
+		if (m->maps[i] == map)
+			return true;
+	return false;
+}
+
+static size_t page_size(void)
+{
+	unsigned long ps = getauxval(AT_PAGESZ);
+
+	return ps != 0 ? ps : 4096;
+}
+
+/* ---- The snapshot of loaded objects ---- */
+
+static int match_phdr(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	struct objs *objs = arg;
+	uintptr_t dyn = 0, lo = UINTPTR_MAX, hi = 0;
+
+	for (size_t i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+
+		if (ph->p_type == PT_DYNAMIC)
+			dyn = info->dlpi_addr + ph->p_vaddr;
+		else if (ph->p_type == PT_LOAD) {
+			if (info->dlpi_addr + ph->p_vaddr < lo)
+				lo = info->dlpi_addr + ph->p_vaddr;
+			if (info->dlpi_addr + ph->p_vaddr + ph->p_memsz > hi)
+				hi = info->dlpi_addr + ph->p_vaddr + ph->p_memsz;
+		}
+	}
+	if (dyn == 0)
+		return 0;
+	for (size_t i = 0; i < objs->n; i++) {
+		struct obj *o = &objs->v[i];
+
+		if (!o->found && (uintptr_t)o->map->l_ld == dyn && o->map->l_addr == info->dlpi_addr) {
+			o->found = true;
+			o->base = info->dlpi_addr;
+			o->phdr = info->dlpi_phdr;
+			o->phnum = info->dlpi_phnum;
+			o->lo = lo;
+			o->hi = hi;
+			break;
+		}
+	}
+	return 0;
+}
+
+static uintptr_t dptr(const struct obj *o, ElfW(Addr) v)
+{
+	if (v == 0 || o->base == 0 || (v >= o->lo && v < o->hi))
+		return v;
+	return o->base + v;
+}
+
+static size_t gnu_nsyms(const uint32_t *t)
+{
+	uint32_t nbuckets = t[0], symoffset = t[1], bloom = t[2];
+	const uint32_t *buckets = (const uint32_t *)((const ElfW(Addr) *)(t + 4) + bloom);
+	const uint32_t *chain = buckets + nbuckets;
+	uint32_t last = 0;
+
+	for (uint32_t i = 0; i < nbuckets; i++)
+		if (buckets[i] > last)
+			last = buckets[i];
+	if (last < symoffset)
+		return symoffset;
+	while ((chain[last - symoffset] & 1) == 0)
+		last++;
+	return (size_t)last + 1;
+}
+
+/* Reads what is needed from the object's dynamic section. False when the
+ * object has nothing to look at or is malformed. */
+static bool parse_dynamic(struct obj *o)
+{
+	const ElfW(Dyn) *d = o->map->l_ld;
+	uintptr_t relasz = 0, relaent = sizeof(ElfW(Rela)), pltrelsz = 0, pltrel = DT_RELA;
+
+	if (d == NULL || !o->found)
+		return false;
+	for (size_t i = 0; i < MAX_DYN && d[i].d_tag != DT_NULL; i++) {
+		ElfW(Addr) p = d[i].d_un.d_ptr;
+
+		switch (d[i].d_tag) {
+		case DT_SYMTAB: o->symtab = (const ElfW(Sym) *)dptr(o, p); break;
+		case DT_STRTAB: o->strtab = (const char *)dptr(o, p); break;
+		case DT_STRSZ: o->strsz = d[i].d_un.d_val; break;
+		case DT_GNU_HASH: o->gnuhash = (const uint32_t *)dptr(o, p); break;
+		case DT_HASH: o->sysvhash = (const uint32_t *)dptr(o, p); break;
+		case DT_VERSYM: o->versym = (const ElfW(Half) *)dptr(o, p); break;
+		case DT_VERDEF: o->verdef = (const ElfW(Verdef) *)dptr(o, p); break;
+		case DT_VERDEFNUM: o->verdefnum = d[i].d_un.d_val; break;
+		case DT_VERNEED: o->verneed = (const ElfW(Verneed) *)dptr(o, p); break;
+		case DT_VERNEEDNUM: o->verneednum = d[i].d_un.d_val; break;
+		case DT_RELA: o->rela = (const ElfW(Rela) *)dptr(o, p); break;
+		case DT_RELASZ: relasz = d[i].d_un.d_val; break;
+		case DT_RELAENT: relaent = d[i].d_un.d_val; break;
+		case DT_JMPREL: o->jmprel = (const ElfW(Rela) *)dptr(o, p); break;
+		case DT_PLTRELSZ: pltrelsz = d[i].d_un.d_val; break;
+		case DT_PLTREL: pltrel = d[i].d_un.d_val; break;
+		case DT_SYMBOLIC: o->symbolic = true; break;
+		case DT_FLAGS: o->symbolic |= (d[i].d_un.d_val & DF_SYMBOLIC) != 0; break;
+		default: break;
+		}
+	}
+	if (o->symtab == NULL || o->strtab == NULL || relaent != sizeof(ElfW(Rela)))
+		return false;
+	o->nrela = o->rela != NULL ? relasz / sizeof(ElfW(Rela)) : 0;
+	o->njmprel = o->jmprel != NULL && pltrel == DT_RELA ? pltrelsz / sizeof(ElfW(Rela)) : 0;
+	/* Some linkers make DT_RELA's range take in the PLT relocations too. */
+	if (o->njmprel > 0 && o->nrela > 0 && o->jmprel >= o->rela && o->jmprel < o->rela + o->nrela)
+		o->nrela = (size_t)(o->jmprel - o->rela);
+	/* A GNU table with no buckets, no Bloom words or a shift past the
+	 * hash's width is not one we can search. */
+	if (o->gnuhash != NULL && (o->gnuhash[0] == 0 || o->gnuhash[2] == 0 || o->gnuhash[3] >= 32))
+		o->gnuhash = NULL;
+	if (o->gnuhash != NULL)
+		o->nsyms = gnu_nsyms(o->gnuhash);
+	else if (o->sysvhash != NULL)
+		o->nsyms = o->sysvhash[1];
+	else
+		o->nsyms = SIZE_MAX;
+	return true;
+}
+
+static void free_objs(struct objs *objs)
+{
+	free(objs->v);
+	objs->v = NULL;
+	objs->n = 0;
+}
+
+static int load_objs(struct objs *objs, char *err, size_t errlen)
+{
+	void *self = dlopen(NULL, RTLD_LAZY);
+	struct link_map *head = NULL, *m;
+	size_t n = 0;
+
+	objs->v = NULL;
+	objs->n = 0;
+	if (self == NULL || dlinfo(self, RTLD_DI_LINKMAP, &head) != 0 || head == NULL) {
+		set_err(err, errlen, "no link map for the program: %s", dlerror());
+		if (self != NULL)
+			dlclose(self);
+		return -1;
+	}
+	dlclose(self);
+	while (head->l_prev != NULL)
+		head = head->l_prev;
+	for (m = head; m != NULL; m = m->l_next)
+		n++;
+	objs->v = calloc(n, sizeof(*objs->v));
+	if (objs->v == NULL) {
+		set_err(err, errlen, "out of memory for %zu objects", n);
+		return -1;
+	}
+	for (m = head; m != NULL && objs->n < n; m = m->l_next)
+		objs->v[objs->n++].map = m;
+	dl_iterate_phdr(match_phdr, objs);
+	for (size_t i = 0; i < objs->n; i++)
+		objs->v[i].parsed = parse_dynamic(&objs->v[i]);
+	return 0;
+}
+
+static struct obj *obj_of(const struct objs *objs, uintptr_t addr)
+{
+	for (size_t i = 0; i < objs->n; i++) {
+		struct obj *o = &objs->v[i];
+
+		if (!o->found || addr < o->lo || addr >= o->hi)
+			continue;
+		for (size_t j = 0; j < o->phnum; j++) {
+			const ElfW(Phdr) *ph = &o->phdr[j];
+
+			if (ph->p_type == PT_LOAD && addr >= o->base + ph->p_vaddr &&
+			    addr < o->base + ph->p_vaddr + ph->p_memsz)
+				return o;
+		}
+	}
+	return NULL;
+}
+
+/* ---- Symbols and versions ---- */
+
+static const char *str_at(const struct obj *o, size_t off)
+{
+	return off < o->strsz ? o->strtab + off : NULL;
+}
+
+/* The version name of the definition at index i of a defining object, or
+ * NULL when it has none. */
+static const char *def_version(const struct obj *o, size_t i, unsigned *ndx, bool *hidden)
+{
+	const ElfW(Verdef) *vd = o->verdef;
+
+	*ndx = o->versym != NULL ? o->versym[i] & 0x7fff : 1;
+	*hidden = o->versym != NULL && (o->versym[i] & 0x8000) != 0;
+	if (*ndx <= 1 || vd == NULL)
+		return NULL;
+	for (size_t k = 0; k < o->verdefnum && k < MAX_VER_WALK; k++) {
+		if (vd->vd_ndx == *ndx) {
+			const ElfW(Verdaux) *aux = (const ElfW(Verdaux) *)((const char *)vd + vd->vd_aux);
+
+			return str_at(o, aux->vda_name);
+		}
+		if (vd->vd_next == 0)
+			break;
+		vd = (const ElfW(Verdef) *)((const char *)vd + vd->vd_next);
+	}
+	return NULL;
+}
+
+/* The version an object's reference to its symbol i asks for, or NULL. */
+static const char *ref_version(const struct obj *o, size_t i)
+{
+	const ElfW(Verneed) *vn = o->verneed;
+	unsigned ndx;
+	bool hidden;
+
+	if (o->versym == NULL || (o->versym[i] & 0x7fff) <= 1)
+		return NULL;
+	ndx = o->versym[i] & 0x7fff;
+	for (size_t k = 0; vn != NULL && k < o->verneednum && k < MAX_VER_WALK; k++) {
+		const ElfW(Vernaux) *a = (const ElfW(Vernaux) *)((const char *)vn + vn->vn_aux);
+
+		for (size_t j = 0; j < vn->vn_cnt; j++) {
+			if (a->vna_other == ndx)
+				return str_at(o, a->vna_name);
+			if (a->vna_next == 0)
+				break;
+			a = (const ElfW(Vernaux) *)((const char *)a + a->vna_next);
+		}
+		if (vn->vn_next == 0)
+			break;
+		vn = (const ElfW(Verneed) *)((const char *)vn + vn->vn_next);
+	}
+	/* The object's own definition (a reference it also exports). */
+	return def_version(o, i, &ndx, &hidden);
+}
+
+/* Whether symbol i of o can satisfy a reference to `version`: a versioned
+ * reference wants that version, or an unversioned definition; an
+ * unversioned one takes the base or the default version, never a hidden
+ * one. */
+static bool version_matches(const struct obj *o, size_t i, const char *version)
+{
+	unsigned ndx;
+	bool hidden;
+	const char *v = def_version(o, i, &ndx, &hidden);
+
+	if (o->versym == NULL || ndx <= 1)
+		return true;
+	if (version == NULL)
+		return !hidden;
+	return v != NULL && strcmp(v, version) == 0;
+}
+
+static uint32_t hash_gnu(const char *s)
+{
+	uint32_t h = 5381;
+
+	for (; *s != '\0'; s++)
+		h = h * 33 + (unsigned char)*s;
+	return h;
+}
+
+static uint32_t hash_sysv(const char *s)
+{
+	uint32_t h = 0, g;
+
+	for (; *s != '\0'; s++) {
+		h = (h << 4) + (unsigned char)*s;
+		g = h & 0xf0000000u;
+		if (g != 0)
+			h ^= g >> 24;
+		h &= ~g;
+	}
+	return h;
+}
+
+static bool sym_matches(const struct obj *o, size_t i, const char *name, const char *version)
+{
+	const char *n;
+
+	if (i >= o->nsyms)
+		return false;
+	n = str_at(o, o->symtab[i].st_name);
+	return n != NULL && strcmp(n, name) == 0 && version_matches(o, i, version);
+}
+
+/* The index of name@version in o's hash table (defined or not), or 0. */
+static size_t lookup_in(const struct obj *o, const char *name, const char *version)
+{
+	if (!o->parsed)
+		return 0;
+	if (o->gnuhash != NULL) {
+		const uint32_t *t = o->gnuhash;
+		uint32_t nbuckets = t[0], symoffset = t[1], nbloom = t[2], shift = t[3];
+		const ElfW(Addr) *bloom = (const ElfW(Addr) *)(t + 4);
+		const uint32_t *buckets = (const uint32_t *)(bloom + nbloom);
+		const uint32_t *chain = buckets + nbuckets;
+		const unsigned bits = sizeof(ElfW(Addr)) * CHAR_BIT;
+		uint32_t h = hash_gnu(name);
+		ElfW(Addr) word = bloom[(h / bits) % nbloom];
+		ElfW(Addr) mask = ((ElfW(Addr))1 << (h % bits)) | ((ElfW(Addr))1 << ((h >> shift) % bits));
+
+		if ((word & mask) != mask)
+			return 0;
+		for (uint32_t i = buckets[h % nbuckets]; i >= symoffset && i != 0; i++) {
+			uint32_t c = chain[i - symoffset];
+
+			if ((c | 1) == (h | 1) && sym_matches(o, i, name, version))
+				return i;
+			if (c & 1)
+				break;
+		}
+		return 0;
+	}
+	if (o->sysvhash != NULL) {
+		uint32_t nbucket = o->sysvhash[0], nchain = o->sysvhash[1];
+		const uint32_t *bucket = o->sysvhash + 2, *chain = bucket + nbucket;
+		size_t steps = 0;
+
+		if (nbucket == 0)
+			return 0;
+		for (uint32_t i = bucket[hash_sysv(name) % nbucket]; i != 0 && i < nchain && steps++ < nchain;
+		     i = chain[i])
+			if (sym_matches(o, i, name, version))
+				return i;
+	}
+	return 0;
+}
+
+static bool is_definition(const ElfW(Sym) *s)
+{
+	unsigned bind = ELF64_ST_BIND(s->st_info);
+
+	if (bind != STB_GLOBAL && bind != STB_WEAK && bind != STB_GNU_UNIQUE)
+		return false;
+	if (s->st_shndx == SHN_UNDEF)
+		return false;
+	return s->st_value != 0 || s->st_shndx == SHN_ABS || ELF64_ST_TYPE(s->st_info) == STT_TLS;
+}
+
+/* The symbol index of o's definition of name@version, or 0. */
+static size_t defined_in(const struct obj *o, const char *name, const char *version)
+{
+	size_t i = lookup_in(o, name, version);
+
+	return i != 0 && is_definition(&o->symtab[i]) ? i : 0;
+}
+
+static const struct obj *old_definer(const struct objs *objs, const char *name, const char *version)
+{
+	for (size_t i = 0; i < objs->n; i++)
+		if (objs->v[i].old && defined_in(&objs->v[i], name, version) != 0)
+			return &objs->v[i];
+	return NULL;
+}
+
+static void *dl_lookup(void *handle, const char *name, const char *version)
+{
+	void *a = version != NULL ? dlvsym(handle, name, version) : dlsym(handle, name);
+
+	dlerror();
+	return a;
+}
+
+/* Where object r's reference to name@version of relocation `type` binds
+ * today, or NULL when no lookup finds it. */
+static const struct obj *bound_to(const struct objs *objs, const struct obj *r, size_t symidx, const char *name,
+				  const char *version, unsigned type)
+{
+	const struct obj *x;
+	size_t i;
+	void *a;
+
+	/* A symbolic object binds to its own definitions first. */
+	if (r->symbolic && is_definition(&r->symtab[symidx]))
+		return r;
+	a = dl_lookup(RTLD_DEFAULT, name, version);
+	if (a == NULL && r->map->l_name != NULL && r->map->l_name[0] != '\0') {
+		/* A plugin loaded RTLD_LOCAL sees its own dependencies too. */
+		void *h = dlopen(r->map->l_name, RTLD_LAZY | RTLD_NOLOAD);
+
+		if (h != NULL) {
+			a = dl_lookup(h, name, version);
+			dlclose(h);
+		}
+	}
+	if (a == NULL)
+		return NULL;
+	x = obj_of(objs, (uintptr_t)a);
+	if (x == NULL)
+		return NULL;
+	i = lookup_in(x, name, version);
+	if (i == 0 || x->symtab[i].st_shndx != SHN_UNDEF || (type != R_X86_64_JUMP_SLOT && x != r))
+		return x;
+	/* The program's PLT entry standing for the function: its own slot
+	 * binds to the definition behind it, the first in load order. */
+	for (size_t k = 0; k < objs->n; k++)
+		if (&objs->v[k] != x && defined_in(&objs->v[k], name, version) != 0)
+			return &objs->v[k];
+	return NULL;
+}
+
+/* The new set's definition of name@version, or NULL; *def gets the object. */
+static void *new_address(const struct fs_rebind_target *t, const struct objs *objs, const char *name,
+			 const char *version, const struct obj **def)
+{
+	for (size_t i = 0; i < t->nhandles; i++) {
+		void *a;
+		const struct obj *o;
+
+		if (t->handles[i] == NULL)
+			continue;
+		a = dl_lookup(t->handles[i], name, version);
+		o = a != NULL ? obj_of(objs, (uintptr_t)a) : NULL;
+		if (o != NULL && o->fresh) {
+			*def = o;
+			return a;
+		}
+	}
+	return NULL;
+}
+
+/* ---- Writing into protected pages ---- */
+
+/* The protection the loader left on the page at `page` of object o, or -1
+ * when the page is not the object's. */
+static int page_prot(const struct obj *o, uintptr_t page, size_t ps)
+{
+	int prot = -1;
+
+	for (size_t j = 0; j < o->phnum; j++) {
+		const ElfW(Phdr) *ph = &o->phdr[j];
+		uintptr_t lo = (o->base + ph->p_vaddr) & ~(ps - 1);
+		uintptr_t hi = (o->base + ph->p_vaddr + ph->p_memsz + ps - 1) & ~(ps - 1);
+
+		if (ph->p_type == PT_LOAD && page >= lo && page < hi)
+			prot = ((ph->p_flags & PF_R) ? PROT_READ : 0) | ((ph->p_flags & PF_W) ? PROT_WRITE : 0) |
+			       ((ph->p_flags & PF_X) ? PROT_EXEC : 0);
+	}
+	for (size_t j = 0; prot >= 0 && j < o->phnum; j++) {
+		const ElfW(Phdr) *ph = &o->phdr[j];
+		/* The loader protects whole pages only, rounding both ends down. */
+		uintptr_t lo = (o->base + ph->p_vaddr) & ~(ps - 1);
+		uintptr_t hi = (o->base + ph->p_vaddr + ph->p_memsz) & ~(ps - 1);
+
+		if (ph->p_type == PT_GNU_RELRO && page >= lo && page < hi)
+			prot = PROT_READ;
+	}
+	return prot;
+}
+
+static int write_bytes(const struct obj *o, void *dst, const void *src, size_t n, char *err, size_t errlen)
+{
+	size_t ps = page_size();
+	uintptr_t at = (uintptr_t)dst, end = at + n;
+
+	while (at < end) {
+		uintptr_t page = at & ~(ps - 1);
+		size_t part = (page + ps < end ? page + ps : end) - at;
+		int prot = page_prot(o, page, ps);
+
+		if (prot < 0) {
+			set_err(err, errlen, "%p is outside %s's segments", (void *)at, o->map->l_name);
+			return -1;
+		}
+		if (!(prot & PROT_WRITE) && mprotect((void *)page, ps, prot | PROT_WRITE) != 0) {
+			set_err(err, errlen, "cannot make %p writable: %s", (void *)page, strerror(errno));
+			return -1;
+		}
+		memcpy((void *)at, (const char *)src + (at - (uintptr_t)dst), part);
+		if (!(prot & PROT_WRITE) && mprotect((void *)page, ps, prot) != 0) {
+			set_err(err, errlen, "cannot protect %p again: %s", (void *)page, strerror(errno));
+			return -1;
+		}
+		at += part;
+	}
+	return 0;
+}
+
+/* ---- The walk ---- */
+
+struct walk {
+	const struct fs_rebind_target *t;
+	const struct objs *objs;
+	struct fs_rebind_stats *st;
+	char *err;
+	size_t errlen;
+};
+
+static void note_missing(struct fs_rebind_stats *st, const char *name)
+{
+	if (st->first_missing[0] == '\0')
+		snprintf(st->first_missing, sizeof(st->first_missing), "%s", name);
+}
+
+static void report(const struct walk *w, const struct obj *r, const char *name, const char *version,
+		   unsigned type, void *slot, uintptr_t before, uintptr_t after, enum fs_rebind_outcome outcome)
+{
+	struct fs_rebind_slot s = {
+		.object = r->map,
+		.name = name,
+		.version = version,
+		.type = type,
+		.slot = slot,
+		.before = before,
+		.after = after,
+		.outcome = outcome,
+	};
+
+	if (w->t->report != NULL)
+		w->t->report(&s, w->t->report_arg);
+}
+
+static void note_copy(const struct walk *w, const struct obj *r, const ElfW(Sym) *sym, const char *name,
+		      const char *version, void *slot, const struct obj *old)
+{
+	struct fs_rebind_copy *c;
+	const struct obj *def = NULL;
+	size_t oi = defined_in(old, name, version);
+
+	if (w->st->ncopies++ >= FS_REBIND_MAX_COPIES)
+		return;
+	c = &w->st->copies[w->st->ncopies - 1];
+	c->object = r->map;
+	c->name = name;
+	c->version = version;
+	c->addr = slot;
+	c->size = sym->st_size;
+	c->old_def = (const void *)(old->base + old->symtab[oi].st_value);
+	c->new_def = new_address(w->t, w->objs, name, version, &def);
+	if (c->new_def != NULL) {
+		size_t ni = defined_in(def, name, version);
+
+		c->new_size = ni != 0 ? def->symtab[ni].st_size : 0;
+	}
+}
+
+static int handle_reloc(const struct walk *w, const struct obj *r, const ElfW(Rela) *rel)
+{
+	unsigned type = ELF64_R_TYPE(rel->r_info);
+	size_t symidx = ELF64_R_SYM(rel->r_info);
+	const ElfW(Sym) *sym;
+	const char *name, *version;
+	const struct obj *old, *bound, *def = NULL;
+	void *slot = (void *)(r->base + rel->r_offset);
+	uintptr_t before, after;
+	char *addr;
+
+	switch (type) {
+	case R_X86_64_JUMP_SLOT:
+	case R_X86_64_GLOB_DAT:
+	case R_X86_64_64:
+	case R_X86_64_COPY:
+	case R_X86_64_DTPMOD64:
+	case R_X86_64_DTPOFF64:
+	case R_X86_64_TPOFF64:
+		break;
+	default:
+		return 0; /* RELATIVE, IRELATIVE and the rest name no symbol to bind */
+	}
+	if (symidx == 0)
+		return 0;
+	w->st->relocs++;
+	if (symidx >= r->nsyms) {
+		w->st->odd++;
+		return 0;
+	}
+	sym = &r->symtab[symidx];
+	name = str_at(r, sym->st_name);
+	if (name == NULL) {
+		w->st->odd++;
+		return 0;
+	}
+	version = ref_version(r, symidx);
+	old = old_definer(w->objs, name, version);
+	if (old == NULL) {
+		w->st->left++;
+		return 0;
+	}
+	if (obj_of(w->objs, (uintptr_t)slot) != r) {
+		w->st->odd++;
+		return 0;
+	}
+	memcpy(&before, slot, sizeof(before));
+	if (type == R_X86_64_COPY) {
+		note_copy(w, r, sym, name, version, slot, old);
+		report(w, r, name, version, type, slot, before, before, FS_REBIND_COPY);
+		return 0;
+	}
+	if (type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT && type != R_X86_64_64) {
+		w->st->tls++;
+		note_missing(w->st, name);
+		report(w, r, name, version, type, slot, before, before, FS_REBIND_TLS);
+		return 0;
+	}
+	bound = bound_to(w->objs, r, symidx, name, version, type);
+	if (bound == NULL || !bound->old) {
+		w->st->left++;
+		report(w, r, name, version, type, slot, before, before,
+		       bound == NULL ? FS_REBIND_UNRESOLVED : FS_REBIND_ELSEWHERE);
+		return 0;
+	}
+	addr = new_address(w->t, w->objs, name, version, &def);
+	if (addr == NULL) {
+		w->st->missing++;
+		note_missing(w->st, name);
+		report(w, r, name, version, type, slot, before, before, FS_REBIND_MISSING);
+		return 0;
+	}
+	/* The psABI: JUMP_SLOT and GLOB_DAT are S, R_X86_64_64 is S + A. */
+	after = (uintptr_t)addr + (type == R_X86_64_64 ? (uintptr_t)rel->r_addend : 0);
+	if (after != before && write_bytes(r, slot, &after, sizeof(after), w->err, w->errlen) != 0)
+		return -1;
+	w->st->rewritten++;
+	report(w, r, name, version, type, slot, before, after, FS_REBIND_REWRITTEN);
+	return 0;
+}
+
+static int walk_object(const struct walk *w, const struct obj *r)
+{
+	for (size_t i = 0; i < r->nrela; i++)
+		if (handle_reloc(w, r, &r->rela[i]) != 0)
+			return -1;
+	for (size_t i = 0; i < r->njmprel; i++)
+		if (handle_reloc(w, r, &r->jmprel[i]) != 0)
+			return -1;
+	return 0;
+}
+
+static bool handle_is_new(const struct fs_rebind_target *t, const struct link_map *map)
+{
+	for (size_t i = 0; i < t->nhandles; i++) {
+		struct link_map *hm = NULL;
+
+		if (t->handles[i] != NULL && dlinfo(t->handles[i], RTLD_DI_LINKMAP, &hm) == 0 && hm == map)
+			return true;
+	}
+	return false;
+}
+
+int fs_rebind_imports(const struct fs_rebind_target *t, bool (*skip)(const struct link_map *),
+		      struct fs_rebind_stats *out, char *err, size_t errlen)
+{
+	struct objs objs;
+	struct walk w = { .t = t, .objs = &objs, .st = out, .err = err, .errlen = errlen };
+	size_t nold = 0, nnew = 0;
+	int rc = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (t == NULL || t->is_old == NULL) {
+		set_err(err, errlen, "no old set given");
+		return -1;
+	}
+	if (load_objs(&objs, err, errlen) != 0)
+		return -1;
+	for (size_t i = 0; i < objs.n; i++) {
+		struct obj *o = &objs.v[i];
+
+		o->old = t->is_old(o->map, t->old_arg);
+		o->fresh = !o->old &&
+			   (t->is_new != NULL ? t->is_new(o->map, t->new_arg) : handle_is_new(t, o->map));
+		o->skipped = o->old || o->fresh || (skip != NULL && skip(o->map));
+		nold += o->old;
+		nnew += o->fresh;
+	}
+	if (nold == 0 || nnew == 0) {
+		/* Nothing binds to an old set that is not loaded. */
+		if (nold > 0) {
+			set_err(err, errlen, "none of the %zu new handles is a loaded object", t->nhandles);
+			rc = -1;
+		}
+		free_objs(&objs);
+		return rc;
+	}
+	for (size_t i = 0; i < objs.n && rc == 0; i++) {
+		const struct obj *o = &objs.v[i];
+
+		if (o->skipped)
+			continue;
+		if (!o->parsed) {
+			/* No dynamic symbols (the vDSO may have none) or
+			 * relocations that are not RELA: nothing we can bind. */
+			if (o->found && o->map->l_ld != NULL && o->symtab != NULL)
+				out->odd++;
+			continue;
+		}
+		out->objects++;
+		rc = walk_object(&w, o);
+	}
+	free_objs(&objs);
+	return rc;
+}
+
+int fs_rebind_copy_refresh(const struct fs_rebind_copy *c, char *err, size_t errlen)
+{
+	struct objs objs;
+	const struct obj *o = NULL;
+	int rc;
+
+	if (c->new_def == NULL) {
+		set_err(err, errlen, "%s: the new set does not define it", c->name);
+		return -1;
+	}
+	if (c->new_size != c->size) {
+		set_err(err, errlen, "%s: %zu bytes in the program, %zu in the new set", c->name, c->size,
+			c->new_size);
+		return -1;
+	}
+	if (load_objs(&objs, err, errlen) != 0)
+		return -1;
+	for (size_t i = 0; i < objs.n; i++)
+		if (objs.v[i].map == c->object && objs.v[i].found)
+			o = &objs.v[i];
+	if (o == NULL) {
+		set_err(err, errlen, "%s: the object holding the copy is gone", c->name);
+		rc = -1;
+	} else
+		rc = write_bytes(o, c->addr, c->new_def, c->size, err, errlen);
+	free_objs(&objs);
+	return rc;
+}
