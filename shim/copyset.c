@@ -515,34 +515,57 @@ out:
 	return ok;
 }
 
-/* Whether the directory name in cfd holds every member's copy, whole. */
-static bool set_complete(int cfd, const char *name, const struct set *s)
+enum state { SET_ABSENT, SET_COMPLETE, SET_DAMAGED };
+
+/* Whether the directory name in cfd is there and holds every member's copy,
+ * whole. Only complete sets are renamed into place, so a damaged one comes
+ * from a machine that crashed before the data reached the disk, or from
+ * someone's hand. */
+static enum state set_state(int cfd, const char *name, const struct set *s)
 {
 	int dfd = openat(cfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	struct stat st;
-	bool ok = dfd >= 0;
+	bool ok = true;
 
+	if (dfd < 0)
+		return errno == ENOENT ? SET_ABSENT : SET_DAMAGED;
 	for (size_t i = 0; ok && i < s->n; i++)
 		ok = fstatat(dfd, s->m[i].newname, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
 		     st.st_uid == geteuid() && (size_t)st.st_size == s->m[i].ob->size;
-	if (dfd >= 0)
-		close(dfd);
-	return ok;
+	close(dfd);
+	return ok ? SET_COMPLETE : SET_DAMAGED;
+}
+
+/* Moves a damaged set out of the way, under a name of this process's own
+ * (so that two processes never remove the same one), and removes it. What
+ * was moved is checked again: a sibling may have put a complete set in its
+ * place meanwhile, which then goes back. */
+static void discard_damaged(int cfd, const char *final, const struct set *s)
+{
+	char aside[128];
+
+	snprintf(aside, sizeof(aside), ".damaged-%s-%d-%08" PRIx32, final, (int)getpid(), arc4random());
+	if (renameat(cfd, final, cfd, aside) != 0)
+		return;
+	if (set_state(cfd, aside, s) == SET_COMPLETE && renameat(cfd, aside, cfd, final) == 0)
+		return;
+	fs_log(FS_WARN, "copyset: removing the damaged copy set %s from the cache", final);
+	remove_dir(cfd, aside, s);
 }
 
 /* Makes sure the set's directory `final` exists in cfd: reused, or written
- * now (then *built). */
-static void *ensure_set(int cfd, const char *final, struct set *s, unsigned gen, bool *built, char *err,
-			size_t errsize)
+ * now (then *built; *lost_race when another process's set came first). */
+static void *ensure_set(int cfd, const char *final, struct set *s, unsigned gen, bool *built, bool *lost_race,
+			char *err, size_t errsize)
 {
 	char tmp[128];
+	enum state st;
 
-	*built = false;
-	if (set_complete(cfd, final, s))
+	*built = *lost_race = false;
+	if ((st = set_state(cfd, final, s)) == SET_COMPLETE)
 		return s;
-	/* Absent, or damaged (a crash of the machine before the data reached the
-	 * disk, or someone's hand): made again. */
-	remove_dir(cfd, final, s);
+	if (st == SET_DAMAGED)
+		discard_damaged(cfd, final, s);
 
 	snprintf(tmp, sizeof(tmp), ".tmp-%s-%d-%08" PRIx32, final, (int)getpid(), arc4random());
 	if (mkdirat(cfd, tmp, 0700) != 0)
@@ -558,8 +581,10 @@ static void *ensure_set(int cfd, const char *final, struct set *s, unsigned gen,
 	int e = errno;
 
 	remove_dir(cfd, tmp, s);
-	if ((e == ENOTEMPTY || e == EEXIST) && set_complete(cfd, final, s))
-		return s; /* a sibling's set won the race: use it */
+	if ((e == ENOTEMPTY || e == EEXIST) && set_state(cfd, final, s) == SET_COMPLETE) {
+		*lost_race = true; /* a sibling's set won: use it */
+		return s;
+	}
 	return fail_at(err, errsize, "cannot rename %s to %s in the cache: %s", tmp, final, strerror(e));
 }
 
@@ -699,7 +724,7 @@ struct fs_copyset *fs_copyset_load(unsigned gen, const struct fs_copyset_opts *o
 	char cache[sizeof(cs->dir) - 80], final[64];
 	double t0 = now_ms(), t1, t2;
 	int cfd = -1, from = -1;
-	bool built = false;
+	bool built = false, lost_race = false;
 
 	if (gen < 1 || gen > FS_ELFCOPY_MAX_GEN)
 		return fail_at(err, errsize, "generation %u out of range 1..%u", gen, FS_ELFCOPY_MAX_GEN);
@@ -754,7 +779,7 @@ struct fs_copyset *fs_copyset_load(unsigned gen, const struct fs_copyset_opts *o
 
 	if ((cfd = fs_copyset_cache_open(cache, err, errsize)) < 0)
 		goto out;
-	if (ensure_set(cfd, final, &s, gen, &built, err, errsize) == NULL)
+	if (ensure_set(cfd, final, &s, gen, &built, &lost_race, err, errsize) == NULL)
 		goto out;
 	t2 = now_ms();
 
@@ -767,6 +792,7 @@ struct fs_copyset *fs_copyset_load(unsigned gen, const struct fs_copyset_opts *o
 	cs->from_gen = (unsigned)from;
 	cs->nmembers = s.n;
 	cs->built = built;
+	cs->lost_race = lost_race;
 	snprintf(cs->dir, sizeof(cs->dir), "%s/%s", cache, final);
 	if (load_set(cs, &s, &fresh, err, errsize) == NULL)
 		goto out;
@@ -784,8 +810,9 @@ struct fs_copyset *fs_copyset_load(unsigned gen, const struct fs_copyset_opts *o
 		       gen, s.n, cs->from_gen, cs->dir, renamed, weakened, cs->closure_ms + cs->build_ms,
 		       cs->load_ms);
 	else
-		fs_log(FS_INFO, "copyset: generation %u: %zu libraries reused from %s, loaded in %.1f ms", gen,
-		       s.n, cs->dir, cs->closure_ms + cs->load_ms);
+		fs_log(FS_INFO, "copyset: generation %u: %zu libraries reused from %s%s, loaded in %.1f ms", gen,
+		       s.n, cs->dir, lost_race ? " (another process wrote it first)" : "",
+		       cs->closure_ms + cs->load_ms);
 
 	qsort(old.v, old.n, sizeof(*old.v), by_start);
 	qsort(fresh.v, fresh.n, sizeof(*fresh.v), by_start);

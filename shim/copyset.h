@@ -22,6 +22,7 @@ struct fs_copyset {
 	size_t nmembers;   /* libraries in the set */
 	char dir[4096];    /* the set's directory in the cache */
 	bool built;        /* true: this call wrote the set; false: it reused one already there */
+	bool lost_race;    /* it wrote one, but another process's was renamed into place first */
 	/* Milliseconds: finding the closure and its cache key; writing the set
 	 * (0 when reused); loading it. */
 	double closure_ms, build_ms, load_ms;
