@@ -67,6 +67,7 @@ include demo/demo.mk
 include tests/python/python.mk
 include tests/programs/programs.mk
 include tests/fuzz/fuzz.mk
+include tests/fresh/fresh.mk
 include bench/bench.mk
 include tools/tools.mk
 
