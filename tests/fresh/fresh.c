@@ -4,7 +4,7 @@
  * no shim preloaded and no fork handlers anywhere).
  *
  * Usage: fresh-c --target HOST:PORT --cache DIR [--run ID] [--deadline-ms N]
- *                [--interval-ms N] [--siblings N]
+ *                [--interval-ms N] [--siblings N] [--grpcxx 1]
  *
  * The parent makes one Say call, then a thread of its starts a Count stream
  * (4 replies, one every interval, 1000 ms) and reads it; right after the first
@@ -18,6 +18,10 @@
  * generation 1), on a connection neither the parent nor the child had. The
  * parent's stream must deliver every reply in order with status OK, and its
  * next Say call succeed.
+ *
+ * With --grpcxx 1 the parent first loads libgrpc++ (dlopen), as a grpc++
+ * program has it: each generation must then have a copy of it too, with
+ * grpc::Version() inside the new set.
  *
  * With --siblings N the parent instead forks N children at once, which load
  * generation 1 together (released by one pipe) and each make a Say call
@@ -57,7 +61,7 @@
 static const char *role = "parent";
 static int failures;
 static const char *target, *cache_dir, *run_id = "fresh";
-static int deadline_ms = 5000, interval_ms = 1000, siblings;
+static int deadline_ms = 5000, interval_ms = 1000, siblings, grpcxx;
 
 static void check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void check(int ok, const char *fmt, ...)
@@ -579,7 +583,17 @@ static void fresh_generation(unsigned gen, unsigned last, int *others, int n_oth
 	       cs->gen, cs->built ? "built" : "reused", cs->closure_ms, cs->build_ms, cs->load_ms, cs->nmembers,
 	       cs->from_gen);
 	check(cs->from_gen == gen - 1, "generation %u copied from generation %u", gen, cs->from_gen);
-	check(cs->grpc != NULL && cs->grpcxx == NULL, "a copy of libgrpc, none of libgrpc++ (the program has none)");
+	if (grpcxx) {
+		void *version = fs_copyset_sym(cs, "_ZN4grpc7VersionB5cxx11Ev"); /* grpc::Version() */
+
+		check(cs->grpc != NULL && cs->grpcxx != NULL, "copies of libgrpc and of libgrpc++ (%zu libraries)",
+		      cs->nmembers);
+		check(version != NULL && fs_copyset_in_new(cs, version) && !fs_copyset_in_old(cs, version),
+		      "grpc::Version() of the copy lies in the new set only");
+	} else {
+		check(cs->grpc != NULL && cs->grpcxx == NULL,
+		      "a copy of libgrpc, none of libgrpc++ (the program has none)");
+	}
 	if (gen == 1)
 		check(fs_copyset_in_old(cs, inherited_init) && !fs_copyset_in_new(cs, inherited_init),
 		      "the inherited grpc_init lies in the old set only");
@@ -723,15 +737,20 @@ int main(int argc, char **argv)
 		else if (strcmp(argv[i], "--deadline-ms") == 0) deadline_ms = atoi(argv[i + 1]);
 		else if (strcmp(argv[i], "--interval-ms") == 0) interval_ms = atoi(argv[i + 1]);
 		else if (strcmp(argv[i], "--siblings") == 0) siblings = atoi(argv[i + 1]);
+		else if (strcmp(argv[i], "--grpcxx") == 0) grpcxx = atoi(argv[i + 1]);
 		else target = NULL;
 	}
 	if (argc % 2 != 1 || target == NULL || cache_dir == NULL || deadline_ms <= 0 || interval_ms <= 0 ||
 	    siblings < 0 || siblings > 64) {
 		fprintf(stderr, "usage: fresh-c --target HOST:PORT --cache DIR [--run ID] [--deadline-ms N] "
-				"[--interval-ms N] [--siblings N]\n");
+				"[--interval-ms N] [--siblings N] [--grpcxx 1]\n");
 		return 2;
 	}
 
+	if (grpcxx && dlopen("libgrpc++.so.1.51", RTLD_NOW) == NULL) {
+		fprintf(stderr, "cannot load libgrpc++: %s\n", dlerror());
+		return 2;
+	}
 	api_linked(&linked);
 	linked.init();
 	grpc_channel_credentials *creds = linked.insecure_credentials_create();

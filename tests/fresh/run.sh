@@ -4,6 +4,7 @@
 # call through them while the parent's stream goes on (see fresh.c). Checks:
 #   - first run, empty cache: every check passes, both generations built;
 #   - second run: both generations reuse the cache;
+#   - with libgrpc++ loaded in the parent, each generation copies it too;
 #   - 4 sibling children loading at once into an empty cache: one set
 #     written, the others use it, nothing left behind;
 #   - a library file changed (its mtime, on a private copy of libgpr found
@@ -101,6 +102,15 @@ p=$(problems again)$(server_problems again)
 n=$(find "$OUT/cache" -mindepth 1 -maxdepth 1 | wc -l)
 [ "$n" -eq 2 ] || p+="the cache holds $n entries, not 2 sets; "
 verdict "fresh: a second run reuses both generations' sets" "$p" "$OUT/again.out" "$OUT/again.err"
+
+# 2b. libgrpc++ loaded: copied too.
+run grpcxx -- --cache "$OUT/cache" --grpcxx 1
+p=$(problems grpcxx)$(server_problems grpcxx)
+[ "$(timing grpcxx child)" = built ] || p+="the child did not build a set with libgrpc++; "
+n=$(sed -nE 's/^TIMING child gen=1 .* members=([0-9]+).*/\1/p' "$OUT/grpcxx.out")
+m=$(sed -nE 's/^TIMING child gen=1 .* members=([0-9]+).*/\1/p' "$OUT/first.out")
+[ -n "$n" ] && [ -n "$m" ] && [ "$n" -gt "$m" ] || p+="the set with libgrpc++ has ${n:-?} libraries, without ${m:-?}; "
+verdict "fresh: with libgrpc++ loaded, both generations copy it too" "$p" "$OUT/grpcxx.out" "$OUT/grpcxx.err"
 
 # 3. Siblings racing.
 run siblings -- --cache "$OUT/cache-race" --siblings 4
