@@ -68,6 +68,7 @@ include tests/python/python.mk
 include tests/programs/programs.mk
 include tests/fuzz/fuzz.mk
 include tests/rebind/rebind.mk
+include tests/fresh/fresh.mk
 include bench/bench.mk
 include tools/tools.mk
 

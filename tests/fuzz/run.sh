@@ -16,10 +16,13 @@ while [ $# -gt 1 ]; do
 done
 [ -n "$OUT" ] && [ -n "$SECS" ] || { echo "usage: $0 --out DIR --seconds N" >&2; exit 2; }
 
-for name in config symranges; do
+for name in config symranges elfcopy; do
   bin=$OUT/fuzz_$name found=$OUT/corpus-$name log=$OUT/$name.log
   mkdir -p "$found" "$OUT/crashes-$name"
   [ "$name" != symranges ] || cp "$OUT/seed-elf" "$found/seed-elf"
+  # A real library of gRPC's (65 KB) with names to rename and a unique symbol.
+  [ "$name" != elfcopy ] || [ ! -r /usr/lib/x86_64-linux-gnu/libgpr.so.29 ] ||
+    cp /usr/lib/x86_64-linux-gnu/libgpr.so.29 "$found/libgpr.so.29"
   # -close_fd_mask=2: the parsers' one-line warnings would flood the log.
   timeout -k 5 $((SECS + 60)) "$bin" -max_total_time="$SECS" -close_fd_mask=2 \
     -artifact_prefix="$OUT/crashes-$name/" "$found" "$HERE/corpus/$name" >"$log" 2>&1
