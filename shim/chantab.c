@@ -81,6 +81,11 @@ void fs_chantab_set_ops(const struct fs_chan_ops *o)
 	ops = *o;
 }
 
+void fs_chantab_get_ops(struct fs_chan_ops *o)
+{
+	*o = ops;
+}
+
 void fs_chantab_child_grpc_unusable(void)
 {
 	if (ops.unusable_stand_in == NULL)

@@ -30,6 +30,8 @@ struct fs_chan_ops {
 };
 
 void fs_chantab_set_ops(const struct fs_chan_ops *ops);
+/* The ops in use: a fresh child changes some (fresh.c). */
+void fs_chantab_get_ops(struct fs_chan_ops *ops);
 
 /* Child only, while it has one thread: core's fork handlers did not run, so
  * calls on inherited channels go to channels that fail at once (whatever the

@@ -30,6 +30,10 @@ static const struct fs_choice level_choices[] = {
 	{ "error", FS_ERROR }, { "warn", FS_WARN }, { "info", FS_INFO }, { "debug", FS_DEBUG }, { NULL, 0 },
 };
 
+static const struct fs_choice child_grpc_choices[] = {
+	{ "inherited", FS_CHILD_INHERITED }, { "fresh", FS_CHILD_FRESH }, { NULL, 0 },
+};
+
 void fs_config_defaults(struct fs_config *cfg)
 {
 	cfg->mode = FS_MODE_RECONNECT;
@@ -40,6 +44,7 @@ void fs_config_defaults(struct fs_config *cfg)
 	cfg->quiesce_ms = FS_QUIESCE_MS_DEFAULT;
 	cfg->objects = NULL;
 	cfg->embedded = FS_EMBEDDED_RESET;
+	cfg->child_grpc = FS_CHILD_INHERITED;
 }
 
 static const char *choice_name(const struct fs_choice *choices, int value)
@@ -181,6 +186,8 @@ void fs_config_load(struct fs_config *cfg, fs_getenv_fn get)
 		cfg->objects = v;
 	if ((v = get("GRPC_FORKSAFE_EMBEDDED")) != NULL && *v != '\0')
 		cfg->embedded = fs_parse_choice("GRPC_FORKSAFE_EMBEDDED", v, embedded_choices, FS_EMBEDDED_RESET);
+	if ((v = get("GRPC_FORKSAFE_CHILD_GRPC")) != NULL && *v != '\0')
+		cfg->child_grpc = fs_parse_choice("GRPC_FORKSAFE_CHILD_GRPC", v, child_grpc_choices, FS_CHILD_INHERITED);
 	if ((v = get("GRPC_FORKSAFE_ALLOW_UNTESTED")) != NULL && *v != '\0')
 		cfg->allow_untested = fs_parse_bool("GRPC_FORKSAFE_ALLOW_UNTESTED", v, false);
 }

@@ -24,6 +24,12 @@ enum fs_embedded {
 	FS_EMBEDDED_GUARD, /* guard descriptors only */
 };
 
+/* What a child's gRPC is (fresh.c). */
+enum fs_child_grpc {
+	FS_CHILD_INHERITED, /* the parent's, stopped and restarted around the fork by core's handlers */
+	FS_CHILD_FRESH,     /* private copies of gRPC core, initialised on the child's first gRPC call */
+};
+
 struct fs_config {
 	enum fs_mode mode;
 	int log_level;       /* enum fs_level */
@@ -33,6 +39,7 @@ struct fs_config {
 	long quiesce_ms;      /* how long a fork waits for threads to leave gRPC */
 	const char *objects;  /* GRPC_FORKSAFE_OBJECTS: more objects with gRPC inside */
 	int embedded;         /* enum fs_embedded */
+	int child_grpc;       /* enum fs_child_grpc: GRPC_FORKSAFE_CHILD_GRPC */
 };
 
 /* Long enough for synchronous calls in progress to finish and leave gRPC,

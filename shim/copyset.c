@@ -158,6 +158,7 @@ int fs_copyset_cache_open(const char *path, char *err, size_t errsize)
 struct obj {
 	char *path;    /* as the loader named it */
 	uintptr_t addr; /* load bias */
+	size_t tls_modid;
 	const ElfW(Phdr) *phdr;
 	ElfW(Half) phnum;
 	/* From the file, when it could be read. */
@@ -192,6 +193,7 @@ static int collect(struct dl_phdr_info *info, size_t size, void *data)
 	if (o->v[o->n].path == NULL)
 		return 1;
 	o->v[o->n].addr = info->dlpi_addr;
+	o->v[o->n].tls_modid = info->dlpi_tls_modid;
 	o->v[o->n].phdr = info->dlpi_phdr;
 	o->v[o->n].phnum = info->dlpi_phnum;
 	o->v[o->n].member = -1;
@@ -712,6 +714,79 @@ undo:
 	return NULL;
 }
 
+/* --- the members, old and new ------------------------------------------------------ */
+
+static const struct link_map *loaded_map(uintptr_t addr, const char *path)
+{
+	struct link_map *l = NULL;
+	void *self = dlopen(NULL, RTLD_LAZY | RTLD_NOLOAD);
+
+	if (self == NULL || dlinfo(self, RTLD_DI_LINKMAP, &l) != 0)
+		l = NULL;
+	if (self != NULL)
+		dlclose(self);
+	for (; l != NULL; l = l->l_next)
+		if (l->l_addr == addr && l->l_name != NULL && strcmp(l->l_name, path) == 0)
+			return l;
+	return NULL;
+}
+
+static int by_stem(const void *a, const void *b)
+{
+	return strcmp(((const struct fs_copyset_member *)a)->stem, ((const struct fs_copyset_member *)b)->stem);
+}
+
+/* The members in stem order, so that member k is the same library in every
+ * generation (the wiring keeps offsets per member, made once). */
+static bool describe_members(struct fs_copyset *cs, const struct set *s)
+{
+	cs->members = calloc(s->n, sizeof(*cs->members));
+	if (cs->members == NULL)
+		return false;
+	for (size_t k = 0; k < s->norder; k++) {
+		const struct member *m = &s->m[s->order[k]];
+		struct fs_copyset_member *d = &cs->members[k];
+		struct link_map *lm = NULL;
+		size_t modid = 0;
+
+		if (strlen(m->newname) < 4 || strlen(m->newname) >= sizeof(d->stem))
+			return false;
+		strcpy(d->stem, m->newname + 3);
+		d->old_map = loaded_map(m->ob->addr, m->ob->path);
+		d->old_base = m->ob->addr;
+		d->old_tls_modid = m->ob->tls_modid;
+		if (d->old_map == NULL || dlinfo(cs->handles[k], RTLD_DI_LINKMAP, &lm) != 0 || lm == NULL)
+			return false;
+		d->new_map = lm;
+		d->new_base = lm->l_addr;
+		if (dlinfo(cs->handles[k], RTLD_DI_TLS_MODID, &modid) == 0)
+			d->new_tls_modid = modid;
+	}
+	qsort(cs->members, s->n, sizeof(*cs->members), by_stem);
+	return true;
+}
+
+const struct fs_copyset_member *fs_copyset_member(const struct fs_copyset *cs, size_t k)
+{
+	return &cs->members[k];
+}
+
+int fs_copyset_member_of(const struct fs_copyset *cs, const struct link_map *map)
+{
+	for (size_t k = 0; k < cs->nmembers; k++)
+		if (cs->members[k].old_map == map)
+			return (int)k;
+	return -1;
+}
+
+bool fs_copyset_owns(const struct fs_copyset *cs, const struct link_map *map)
+{
+	for (size_t k = 0; k < cs->nmembers; k++)
+		if (cs->members[k].old_map == map || cs->members[k].new_map == map)
+			return true;
+	return false;
+}
+
 /* --- the whole ---------------------------------------------------------------------- */
 
 struct fs_copyset *fs_copyset_load(unsigned gen, const struct fs_copyset_opts *opts, char *err, size_t errsize)
@@ -762,7 +837,7 @@ struct fs_copyset *fs_copyset_load(unsigned gen, const struct fs_copyset_opts *o
 		fail_at(err, errsize, "no libgrpc is loaded in this process");
 		goto out;
 	}
-	for (size_t i = 0; i < o.n; i++)
+	for (size_t i = 0; i < o.n && !(opts != NULL && opts->core_only); i++)
 		if (named(&o.v[i], "grpc++.so.") && fs_elfcopy_generation(o.v[i].names.soname) == from)
 			roots[1] = &o.v[i];
 
@@ -796,6 +871,10 @@ struct fs_copyset *fs_copyset_load(unsigned gen, const struct fs_copyset_opts *o
 	snprintf(cs->dir, sizeof(cs->dir), "%s/%s", cache, final);
 	if (load_set(cs, &s, &fresh, err, errsize) == NULL)
 		goto out;
+	if (!describe_members(cs, &s)) {
+		fail_at(err, errsize, "cannot find the loaded libraries of the set");
+		goto out;
+	}
 	cs->closure_ms = t1 - t0;
 	cs->build_ms = built ? t2 - t1 : 0;
 	cs->load_ms = now_ms() - t2;
@@ -828,6 +907,7 @@ struct fs_copyset *fs_copyset_load(unsigned gen, const struct fs_copyset_opts *o
 out:
 	if (cs != NULL) {
 		free(cs->handles);
+		free(cs->members);
 		free(cs);
 	}
 	free(old.v);
@@ -865,6 +945,7 @@ void fs_copyset_free(struct fs_copyset *cs)
 	if (cs == NULL)
 		return;
 	free(cs->handles);
+	free(cs->members);
 	free(cs->old_ranges);
 	free(cs->new_ranges);
 	free(cs);

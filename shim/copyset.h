@@ -29,6 +29,7 @@ struct fs_copyset {
 
 	/* The rest is the module's. */
 	void **handles; /* nmembers, in load order (dependencies first) */
+	struct fs_copyset_member *members; /* nmembers, in stem order */
 	struct fs_copyset_range *old_ranges, *new_ranges;
 	size_t nold, nnew;
 };
@@ -37,6 +38,20 @@ struct fs_copyset_opts {
 	/* The cache directory; NULL: $XDG_RUNTIME_DIR/grpc-forksafe if set,
 	 * else /tmp/grpc-forksafe-<uid>. */
 	const char *cache_dir;
+	/* Copy gRPC core's closure only, leaving libgrpc++ (and whatever else
+	 * uses gRPC) to run as a client of the copies (fresh.c). */
+	bool core_only;
+};
+
+/* One library of the set: the one copied (old) and its copy (new). Members
+ * are listed in the order of their names without the generation tag (the
+ * stem: "grpc.so.29" for libgrpc.so.29 and g01grpc.so.29), so that member k
+ * is the same library in every generation. */
+struct fs_copyset_member {
+	char stem[256];
+	const struct link_map *old_map, *new_map;
+	uintptr_t old_base, new_base; /* load biases (l_addr) */
+	size_t old_tls_modid, new_tls_modid; /* 0: no thread-local storage */
 };
 
 /* Loads generation gen (1..255) of the copy set. The set is copied from the
@@ -57,6 +72,15 @@ bool fs_copyset_in_new(const struct fs_copyset *cs, const void *addr);
 /* A symbol of the copies: libgrpc++'s copy first when there is one, then
  * libgrpc's (with their dependencies, as dlsym searches a handle). */
 void *fs_copyset_sym(const struct fs_copyset *cs, const char *name);
+
+/* Member k (k < cs->nmembers). */
+const struct fs_copyset_member *fs_copyset_member(const struct fs_copyset *cs, size_t k);
+
+/* The member whose old library `map` is: its index, or -1. */
+int fs_copyset_member_of(const struct fs_copyset *cs, const struct link_map *map);
+
+/* Whether `map` is one of the set's libraries, old or new. */
+bool fs_copyset_owns(const struct fs_copyset *cs, const struct link_map *map);
 
 /* Frees the bookkeeping. The copies stay loaded: code of theirs may be
  * running, and unloading gRPC is not something it supports. */

@@ -44,6 +44,7 @@
 #include "config.h"
 #include "fdreg.h"
 #include "forkables.h"
+#include "fresh.h"
 #include "grpclib.h"
 #include "locks.h"
 #include "log.h"
@@ -65,6 +66,8 @@ enum core_outcome {
 	CORE_DISABLED,
 	CORE_NO_POLLER_SUPPORT,
 	CORE_FORKER_INSIDE, /* not run: the forking thread itself was inside gRPC */
+	CORE_FRESH,         /* not needed: the child gets a fresh gRPC (fresh.c) */
+	CORE_FRESH_FAILED,  /* not run: no fresh gRPC could be had, and core's fork support is off */
 };
 
 /* One fork in flight per thread; what the parent's log line needs. */
@@ -205,6 +208,11 @@ static const char *core_words(enum core_outcome c)
 	case CORE_FORKER_INSIDE:
 		return "core fork handlers SKIPPED: the forking thread was inside gRPC (a signal handler's fork, or "
 		       "one from a callback); the child's gRPC calls fail at once";
+	case CORE_FRESH:
+		return "gRPC not touched: the child gets a fresh gRPC of its own on its first gRPC call";
+	case CORE_FRESH_FAILED:
+		return "no fresh gRPC could be prepared for the child (see the warning above); the child's gRPC "
+		       "calls fail at once";
 	case CORE_NOT_IN_USE:
 		break;
 	}
@@ -217,7 +225,7 @@ static const char *core_words(enum core_outcome c)
  * for a process that does not use gRPC (a shell, say, under the wrapper). */
 static enum fs_level fork_level(void)
 {
-	if (rec.core != CORE_RAN && rec.core != CORE_NOT_IN_USE)
+	if (rec.core != CORE_RAN && rec.core != CORE_NOT_IN_USE && rec.core != CORE_FRESH)
 		return FS_WARN;
 	return rec.core == CORE_NOT_IN_USE && rec.channels == 0 && rec.grpc_fds == 0 ? FS_DEBUG : FS_INFO;
 }
@@ -265,10 +273,20 @@ void fs_fork_prepare(void)
 	fs_lock_mark(FS_LOCK_FORK); /* until this fork's parent or child step ends */
 	rec.acts = fs_mode_acts(fs_cfg.mode);
 	rec.core = CORE_NOT_IN_USE;
+	/* Before any lock: the first fork of a generation loads the children's
+	 * fresh gRPC here (fresh.c), the one step of a fork that may take
+	 * milliseconds and allocate. Later forks find it done. */
+	if (rec.acts && fs_cfg.child_grpc == FS_CHILD_FRESH && fs_grpc_state() == FS_GRPC_ACTIVE &&
+	    fs_fresh_wanted())
+		rec.core = fs_fresh_prepare() ? CORE_FRESH : CORE_FRESH_FAILED;
 	pthread_mutex_lock(&fork_lock);
 	/* gRPC code the thread is in the middle of may hold any of gRPC's locks,
-	 * and core's prefork would refuse anyway: gRPC is not touched. */
-	if (rec.acts && fs_grpc_inside())
+	 * and core's prefork would refuse anyway: gRPC is not touched. With a
+	 * fresh gRPC for the child, nothing of gRPC runs at all: whatever its
+	 * threads are doing cannot matter to the child. */
+	if (rec.core == CORE_FRESH || rec.core == CORE_FRESH_FAILED)
+		;
+	else if (rec.acts && fs_grpc_inside())
 		rec.core = CORE_FORKER_INSIDE;
 	else if (rec.acts)
 		rec.core = quiesce_and_prefork();
@@ -305,9 +323,10 @@ void fs_fork_parent(void)
 	fs_calls_unlock();
 	fs_chantab_unlock();
 	fs_forkables_unlock();
-	if (rec.core != CORE_NOT_IN_USE && rec.core != CORE_FORKER_INSIDE)
+	if (rec.core == CORE_RAN || rec.core == CORE_SKIPPED_BUSY || rec.core == CORE_THREADS_BUSY ||
+	    rec.core == CORE_DISABLED || rec.core == CORE_NO_POLLER_SUPPORT)
 		fs_grpc.postfork_parent();
-	if (rec.acts && rec.core != CORE_FORKER_INSIDE) {
+	if (rec.acts && rec.core != CORE_FORKER_INSIDE && rec.core != CORE_FRESH && rec.core != CORE_FRESH_FAILED) {
 		fs_forkables_parent();
 		fs_quiesce_end_parent();
 	}
@@ -415,10 +434,20 @@ static void fork_child_steps(bool restart_grpc)
 	/* Only where the shim itself gave up (the bound) or cannot restart gRPC:
 	 * with fork support off or an unsupported poller, the policy's routing is
 	 * kept, as the user chose. */
+	if (rec.core == CORE_FRESH && restart_grpc) {
+		fs_fresh_child();
+		fs_log(FS_INFO, "child: generation %u, %u inherited gRPC fds neutralised; %s", fs_generation,
+		       neutralised, core_words(rec.core));
+		return;
+	}
 	if (rec.core != CORE_NOT_IN_USE && (!restart_grpc || rec.core == CORE_SKIPPED_BUSY ||
-					    rec.core == CORE_THREADS_BUSY || rec.core == CORE_FORKER_INSIDE)) {
+					    rec.core == CORE_THREADS_BUSY || rec.core == CORE_FORKER_INSIDE ||
+					    rec.core == CORE_FRESH_FAILED || rec.core == CORE_FRESH)) {
 		if (!restart_grpc)
 			fs_grpc_unusable = "it was made by clone(), which does not prepare a child for threads";
+		else if (rec.core == CORE_FRESH_FAILED)
+			fs_grpc_unusable = "no private copy of gRPC could be loaded for it (see the parent's warning), "
+					   "and the inherited gRPC was not prepared for the fork";
 		else if (rec.core == CORE_FORKER_INSIDE)
 			fs_grpc_unusable = "the thread that forked it was inside gRPC (a signal handler's fork, or "
 					   "one from a callback), so the fork went ahead without gRPC's fork handlers";
@@ -441,9 +470,11 @@ static void fork_child_steps(bool restart_grpc)
 		       fs_generation, neutralised);
 		return;
 	}
-	if (rec.core != CORE_NOT_IN_USE && rec.core != CORE_FORKER_INSIDE)
+	if (rec.core == CORE_RAN || rec.core == CORE_SKIPPED_BUSY || rec.core == CORE_THREADS_BUSY ||
+	    rec.core == CORE_DISABLED || rec.core == CORE_NO_POLLER_SUPPORT)
 		fs_grpc.postfork_child();
-	fs_forkables_child();
+	if (rec.core != CORE_FRESH_FAILED)
+		fs_forkables_child(); /* restarts only what prepare stopped */
 	fs_log(fork_level(), "child: generation %u, %u inherited gRPC fds neutralised; %s", fs_generation,
 	       neutralised, core_words(rec.core));
 	if (fs_grpc_unusable != NULL)

@@ -154,10 +154,44 @@ enum fs_grpc_state fs_grpc_state(void)
 	return atomic_load_explicit(&state, memory_order_acquire);
 }
 
+static void *_Atomic instance;
+
+void fs_grpc_use_instance(void *handle)
+{
+	atomic_store(&instance, handle);
+}
+
+/* The core functions the hooks resolved (fs_grpc_core_function), for
+ * fs_grpc_own_slots. Filled once per slot; a race may list a slot twice,
+ * which does no harm. */
+#define MAX_CORE_SLOTS 32
+static struct {
+	void *_Atomic *slot;
+	const char *name;
+} core_slots[MAX_CORE_SLOTS];
+static _Atomic unsigned ncore_slots;
+
+void fs_grpc_own_slots(void (*cb)(void **slot, const char *name, bool data))
+{
+	unsigned n = atomic_load(&ncore_slots);
+
+	for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++)
+		if (*syms[i].slot != NULL)
+			cb(syms[i].slot, syms[i].name, syms[i].slot == (void **)&fs_grpc.fork_support_enabled);
+	for (unsigned i = 0; i < n && i < MAX_CORE_SLOTS; i++)
+		if (core_slots[i].name != NULL)
+			cb((void **)core_slots[i].slot, core_slots[i].name, false);
+}
+
 void *fs_grpc_symbol(const char *name)
 {
-	void *p = fs_next_symbol(name);
+	void *inst = atomic_load(&instance);
+	void *p = inst != NULL ? dlsym(inst, name) : NULL;
 	void *lib = atomic_load(&local_lib);
+
+	if (p != NULL)
+		return p;
+	p = fs_next_symbol(name);
 
 	/* dlsym on libgrpc's handle searches its dependencies too (libgpr). */
 	return p != NULL || lib == NULL ? p : dlsym(lib, name);
@@ -179,6 +213,14 @@ void *fs_grpc_core_function(void *_Atomic *slot, const char *name, void *fallbac
 		return fallback; /* libgrpc may not be found yet (loaded RTLD_LOCAL): ask again */
 	if (f == NULL)
 		f = fallback;
+	else {
+		unsigned i = atomic_fetch_add(&ncore_slots, 1);
+
+		if (i < MAX_CORE_SLOTS) {
+			core_slots[i].slot = slot;
+			core_slots[i].name = name;
+		}
+	}
 	atomic_store_explicit(slot, f, memory_order_relaxed);
 	return f;
 }

@@ -75,4 +75,13 @@ void *fs_grpc_symbol(const char *name);
  * function, `fallback`. */
 void *fs_grpc_core_function(void *_Atomic *slot, const char *name, void *fallback);
 
+/* For a child's fresh gRPC (fresh.c): every pointer the shim keeps into
+ * gRPC core, the fs_grpc table and the core functions behind its hooks
+ * resolved so far, with its symbol name and whether it points at a variable. */
+void fs_grpc_own_slots(void (*cb)(void **slot, const char *name, bool data));
+
+/* From now on fs_grpc_symbol looks in this instance of libgrpc (a child's
+ * fresh copy) before anywhere else. */
+void fs_grpc_use_instance(void *handle);
+
 #endif

@@ -7,6 +7,8 @@
 #include "audit.h"
 #include "config.h"
 #include "execctx.h"
+#include "forkpath.h"
+#include "fresh.h"
 #include "grpclib.h"
 #include "init.h"
 #include "log.h"
@@ -25,6 +27,9 @@ EXPORT grpc_event grpc_completion_queue_next(grpc_completion_queue *cq, gpr_time
 	struct waiter *w;
 	grpc_event ev;
 
+	/* A child's fresh gRPC waits on the twin of a queue made before the fork. */
+	if (__builtin_expect(fs_generation != 0, 0))
+		cq = fs_fresh_cq(cq);
 	if (!fs_grpc_protects() || (w = fs_quiesce_self()) == NULL || fs_quiesce_wake_channel() == NULL) {
 		if (fs_grpc.cq_next == NULL)
 			return missing("grpc_completion_queue_next");
@@ -55,6 +60,8 @@ EXPORT grpc_event grpc_completion_queue_pluck(grpc_completion_queue *cq, void *t
 	struct waiter *w;
 	grpc_event ev;
 
+	if (__builtin_expect(fs_generation != 0, 0))
+		cq = fs_fresh_cq(cq);
 	if (__builtin_expect(!fs_grpc_protects() || (w = fs_quiesce_self()) == NULL, 0)) {
 		if (fs_grpc.cq_pluck == NULL)
 			return missing("grpc_completion_queue_pluck");
@@ -70,6 +77,10 @@ EXPORT grpc_event grpc_completion_queue_pluck(grpc_completion_queue *cq, void *t
 
 EXPORT void grpc_completion_queue_shutdown(grpc_completion_queue *cq)
 {
+	if (__builtin_expect(fs_generation != 0, 0) && fs_fresh_in_child()) {
+		fs_fresh_cq_shutdown(cq);
+		return;
+	}
 	if (fs_grpc_ensure())
 		fs_quiesce_note_shutdown(cq);
 	if (fs_grpc.cq_shutdown != NULL)
@@ -78,6 +89,12 @@ EXPORT void grpc_completion_queue_shutdown(grpc_completion_queue *cq)
 
 EXPORT void grpc_completion_queue_destroy(grpc_completion_queue *cq)
 {
+	if (__builtin_expect(fs_generation != 0, 0) && fs_fresh_in_child()) {
+		if (fs_grpc_ensure())
+			fs_quiesce_note_destroy(cq);
+		fs_fresh_cq_destroy(cq);
+		return;
+	}
 	if (fs_grpc_ensure())
 		fs_quiesce_note_destroy(cq);
 	if (fs_grpc.cq_destroy != NULL)

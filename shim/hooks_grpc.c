@@ -15,6 +15,7 @@
 #include "execctx.h"
 #include "fdreg.h"
 #include "forkpath.h"
+#include "fresh.h"
 #include "grpclib.h"
 #include "init.h"
 #include "log.h"
@@ -78,6 +79,7 @@ EXPORT void grpc_init(void)
 	fs_grpc_ensure();
 	REAL(init, "grpc_init");
 	FS_IN_GRPC_VOID(fs_grpc.init());
+	fs_fresh_note_init(1);
 }
 
 /* Only counted: it holds core's initialisation lock, partly outside any
@@ -85,6 +87,7 @@ EXPORT void grpc_init(void)
 EXPORT void grpc_shutdown(void)
 {
 	REAL(shutdown, "grpc_shutdown");
+	fs_fresh_note_init(-1);
 	FS_IN_GRPC_VOID(fs_grpc.shutdown());
 }
 
@@ -196,6 +199,8 @@ static COLD grpc_call *create_call(grpc_channel *channel, grpc_call *parent_call
 
 	REAL(channel_create_call, "grpc_channel_create_call", NULL);
 	fs_quiesce_gate();
+	if (fs_generation != 0)
+		cq = fs_fresh_cq(cq);
 	call = FS_IN_GRPC(fs_grpc.channel_create_call(here(channel), parent_call, propagation_mask, cq, method,
 						      host, deadline, reserved));
 	if (__builtin_expect(fs_cfg.mode == FS_MODE_AUDIT, 0))
@@ -230,6 +235,7 @@ static COLD grpc_call *create_registered_call(grpc_channel *channel, grpc_call *
 			audit_use(channel);
 		else
 			channel = fs_chantab_route_registered(channel, &registered_call_handle, fs_generation);
+		completion_queue = fs_fresh_cq(completion_queue);
 	}
 	call = fs_grpc.channel_create_registered_call(channel, parent_call, propagation_mask, completion_queue,
 						      registered_call_handle, deadline, reserved);
@@ -303,6 +309,8 @@ EXPORT void grpc_channel_watch_connectivity_state(grpc_channel *channel, grpc_co
 						  gpr_timespec deadline, grpc_completion_queue *cq, void *tag)
 {
 	REAL(channel_watch_connectivity_state, "grpc_channel_watch_connectivity_state");
+	if (fs_generation != 0)
+		cq = fs_fresh_cq(cq);
 	FS_IN_GRPC_VOID(fs_grpc.channel_watch_connectivity_state(here(channel), last_observed, deadline, cq, tag));
 }
 

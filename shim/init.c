@@ -115,6 +115,10 @@ static void grpc_once_init(void)
 	 * the override through Fork::Enable leaves the environment (and so child
 	 * programs and grpcio's own fork handling) untouched. A user's explicit
 	 * setting wins. */
+	/* A child that gets a fresh gRPC needs nothing of core's fork support,
+	 * which costs every RPC some 350 instructions (docs/performance.md). */
+	if (fs_cfg.child_grpc == FS_CHILD_FRESH)
+		return;
 	user = getenv("GRPC_ENABLE_FORK_SUPPORT");
 	if (user != NULL) {
 		fs_log(FS_DEBUG, "core fork support left to GRPC_ENABLE_FORK_SUPPORT=%s", user);
