@@ -59,9 +59,11 @@ struct obj {
 	const ElfW(Phdr) *phdr;
 	size_t phnum;
 	uintptr_t lo, hi; /* extent of the PT_LOAD segments */
+	size_t tls_modid; /* 0: no TLS segment */
 	const ElfW(Sym) *symtab;
 	const char *strtab;
 	size_t strsz;
+	size_t soname; /* offset in strtab; 0: none */
 	size_t nsyms; /* SIZE_MAX: unknown (no hash table) */
 	const uint32_t *gnuhash, *sysvhash;
 	const ElfW(Half) *versym;
@@ -141,6 +143,7 @@ static int match_phdr(struct dl_phdr_info *info, size_t size, void *arg)
 			o->phnum = info->dlpi_phnum;
 			o->lo = lo;
 			o->hi = hi;
+			o->tls_modid = info->dlpi_tls_modid;
 			break;
 		}
 	}
@@ -187,6 +190,7 @@ static bool parse_dynamic(struct obj *o)
 		case DT_SYMTAB: o->symtab = (const ElfW(Sym) *)dptr(o, p); break;
 		case DT_STRTAB: o->strtab = (const char *)dptr(o, p); break;
 		case DT_STRSZ: o->strsz = d[i].d_un.d_val; break;
+		case DT_SONAME: o->soname = d[i].d_un.d_val; break;
 		case DT_GNU_HASH: o->gnuhash = (const uint32_t *)dptr(o, p); break;
 		case DT_HASH: o->sysvhash = (const uint32_t *)dptr(o, p); break;
 		case DT_VERSYM: o->versym = (const ElfW(Half) *)dptr(o, p); break;
@@ -468,19 +472,11 @@ static void *dl_lookup(void *handle, const char *name, const char *version)
 	return a;
 }
 
-/* Where object r's reference to name@version of relocation `type` binds
- * today, or NULL when no lookup finds it. */
-static const struct obj *bound_to(const struct objs *objs, const struct obj *r, size_t symidx, const char *name,
-				  const char *version, unsigned type)
+/* What the loader's lookup for object r finds for name@version, or NULL. */
+static void *scope_lookup(const struct obj *r, const char *name, const char *version)
 {
-	const struct obj *x;
-	size_t i;
-	void *a;
+	void *a = dl_lookup(RTLD_DEFAULT, name, version);
 
-	/* A symbolic object binds to its own definitions first. */
-	if (r->symbolic && is_definition(&r->symtab[symidx]))
-		return r;
-	a = dl_lookup(RTLD_DEFAULT, name, version);
 	if (a == NULL && r->map->l_name != NULL && r->map->l_name[0] != '\0') {
 		/* A plugin loaded RTLD_LOCAL sees its own dependencies too. */
 		void *h = dlopen(r->map->l_name, RTLD_LAZY | RTLD_NOLOAD);
@@ -490,8 +486,29 @@ static const struct obj *bound_to(const struct objs *objs, const struct obj *r, 
 			dlclose(h);
 		}
 	}
+	return a;
+}
+
+/* Where object r's reference to name@version of relocation `type` binds
+ * today, or NULL when no lookup finds it. *found (may be NULL) gets the
+ * address the lookup returned: for an IFUNC, the implementation. */
+static const struct obj *bound_to(const struct objs *objs, const struct obj *r, size_t symidx, const char *name,
+				  const char *version, unsigned type, void **found)
+{
+	const struct obj *x;
+	size_t i;
+	void *a;
+
+	if (found != NULL)
+		*found = NULL;
+	/* A symbolic object binds to its own definitions first. */
+	if (r->symbolic && is_definition(&r->symtab[symidx]))
+		return r;
+	a = scope_lookup(r, name, version);
 	if (a == NULL)
 		return NULL;
+	if (found != NULL)
+		*found = a;
 	x = obj_of(objs, (uintptr_t)a);
 	if (x == NULL)
 		return NULL;
@@ -503,6 +520,48 @@ static const struct obj *bound_to(const struct objs *objs, const struct obj *r, 
 	for (size_t k = 0; k < objs->n; k++)
 		if (&objs->v[k] != x && defined_in(&objs->v[k], name, version) != 0)
 			return &objs->v[k];
+	return NULL;
+}
+
+struct tls_block {
+	const struct obj *o;
+	void *data;
+};
+
+static int match_tls_block(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	struct tls_block *b = arg;
+
+	if (info->dlpi_addr == b->o->base && info->dlpi_phdr == b->o->phdr) {
+		b->data = info->dlpi_tls_data;
+		return 1;
+	}
+	return 0;
+}
+
+/* Where object r's reference to the thread-local name@version binds: the
+ * object whose block, for this thread, holds the address the loader's
+ * lookup returns (dlsym gives the calling thread's instance, allocating the
+ * block if need be). NULL when no lookup finds it. */
+static const struct obj *tls_bound_to(const struct objs *objs, const struct obj *r, size_t symidx, const char *name,
+				      const char *version)
+{
+	void *a;
+
+	if (r->symbolic && is_definition(&r->symtab[symidx]))
+		return r;
+	a = scope_lookup(r, name, version);
+	for (size_t k = 0; a != NULL && k < objs->n; k++) {
+		const struct obj *o = &objs->v[k];
+		size_t i = o->tls_modid != 0 ? defined_in(o, name, version) : 0;
+		struct tls_block b = { .o = o };
+
+		if (i == 0 || ELF64_ST_TYPE(o->symtab[i].st_info) != STT_TLS)
+			continue;
+		dl_iterate_phdr(match_tls_block, &b);
+		if (b.data != NULL && (uintptr_t)b.data + o->symtab[i].st_value == (uintptr_t)a)
+			return o;
+	}
 	return NULL;
 }
 
@@ -591,7 +650,40 @@ struct walk {
 	struct fs_rebind_stats *st;
 	char *err;
 	size_t errlen;
+	/* fs_rebind_plan's */
+	struct fs_import *out;
+	size_t max;
 };
+
+/* The name an old object's dependents know it by: its soname, else the last
+ * part of its path. */
+static const char *soname_of(const struct obj *o)
+{
+	const char *s = o->soname != 0 ? str_at(o, o->soname) : NULL, *slash;
+
+	if (s != NULL || o->map->l_name == NULL)
+		return s;
+	slash = strrchr(o->map->l_name, '/');
+	return slash != NULL ? slash + 1 : o->map->l_name;
+}
+
+/* Whether o has a DT_NEEDED entry naming an old object. */
+static bool needs_old(const struct objs *objs, const struct obj *o)
+{
+	const ElfW(Dyn) *d = o->map->l_ld;
+
+	for (size_t i = 0; i < MAX_DYN && d[i].d_tag != DT_NULL; i++) {
+		const char *needed = d[i].d_tag == DT_NEEDED ? str_at(o, d[i].d_un.d_val) : NULL;
+
+		for (size_t k = 0; needed != NULL && k < objs->n; k++) {
+			const char *name = objs->v[k].old ? soname_of(&objs->v[k]) : NULL;
+
+			if (name != NULL && strcmp(name, needed) == 0)
+				return true;
+		}
+	}
+	return false;
+}
 
 static void note_missing(struct fs_rebind_stats *st, const char *name)
 {
@@ -641,18 +733,32 @@ static void note_copy(const struct walk *w, const struct obj *r, const ElfW(Sym)
 	}
 }
 
-static int handle_reloc(const struct walk *w, const struct obj *r, const ElfW(Rela) *rel)
-{
-	unsigned type = ELF64_R_TYPE(rel->r_info);
-	size_t symidx = ELF64_R_SYM(rel->r_info);
-	const ElfW(Sym) *sym;
+/* A relocation naming a symbol some old object defines. */
+struct import {
+	unsigned type;
+	size_t symidx;
+	const ElfW(Sym) *sym; /* the importing object's */
 	const char *name, *version;
-	const struct obj *old, *bound, *def = NULL;
-	void *slot = (void *)(r->base + rel->r_offset);
-	uintptr_t before, after;
-	char *addr;
+	const struct obj *old; /* the first old object defining it */
+	void *slot;
+	uintptr_t before;
+};
 
-	switch (type) {
+static bool is_tls_reloc(unsigned type)
+{
+	return type == R_X86_64_DTPMOD64 || type == R_X86_64_DTPOFF64 || type == R_X86_64_TPOFF64 ||
+	       type == R_X86_64_TLSDESC;
+}
+
+/* Fills *im and returns true for a relocation of a handled type, in a slot
+ * of r's, naming a symbol some old object defines; otherwise counts it and
+ * returns false. */
+static bool classify(const struct walk *w, const struct obj *r, const ElfW(Rela) *rel, struct import *im)
+{
+	im->type = ELF64_R_TYPE(rel->r_info);
+	im->symidx = ELF64_R_SYM(rel->r_info);
+	im->slot = (void *)(r->base + rel->r_offset);
+	switch (im->type) {
 	case R_X86_64_JUMP_SLOT:
 	case R_X86_64_GLOB_DAT:
 	case R_X86_64_64:
@@ -660,75 +766,198 @@ static int handle_reloc(const struct walk *w, const struct obj *r, const ElfW(Re
 	case R_X86_64_DTPMOD64:
 	case R_X86_64_DTPOFF64:
 	case R_X86_64_TPOFF64:
+	case R_X86_64_TLSDESC:
 		break;
 	default:
-		return 0; /* RELATIVE, IRELATIVE and the rest name no symbol to bind */
+		return false; /* RELATIVE, IRELATIVE and the rest name no symbol to bind */
 	}
-	if (symidx == 0)
-		return 0;
+	if (im->symidx == 0)
+		return false;
 	w->st->relocs++;
-	if (symidx >= r->nsyms) {
+	if (im->symidx >= r->nsyms) {
 		w->st->odd++;
-		return 0;
+		return false;
 	}
-	sym = &r->symtab[symidx];
-	name = str_at(r, sym->st_name);
-	if (name == NULL) {
+	im->sym = &r->symtab[im->symidx];
+	im->name = str_at(r, im->sym->st_name);
+	if (im->name == NULL) {
 		w->st->odd++;
-		return 0;
+		return false;
 	}
-	version = ref_version(r, symidx);
-	old = old_definer(w->objs, name, version);
-	if (old == NULL) {
+	im->version = ref_version(r, im->symidx);
+	im->old = old_definer(w->objs, im->name, im->version);
+	if (im->old == NULL) {
 		w->st->left++;
-		return 0;
+		return false;
 	}
-	if (obj_of(w->objs, (uintptr_t)slot) != r) {
+	if (obj_of(w->objs, (uintptr_t)im->slot) != r) {
 		w->st->odd++;
+		return false;
+	}
+	memcpy(&im->before, im->slot, sizeof(im->before));
+	return true;
+}
+
+static int handle_reloc(const struct walk *w, const struct obj *r, const ElfW(Rela) *rel)
+{
+	struct import im;
+	const struct obj *bound, *def = NULL;
+	uintptr_t after;
+	char *addr;
+
+	if (!classify(w, r, rel, &im))
+		return 0;
+	if (im.type == R_X86_64_COPY) {
+		note_copy(w, r, im.sym, im.name, im.version, im.slot, im.old);
+		report(w, r, im.name, im.version, im.type, im.slot, im.before, im.before, FS_REBIND_COPY);
 		return 0;
 	}
-	memcpy(&before, slot, sizeof(before));
-	if (type == R_X86_64_COPY) {
-		note_copy(w, r, sym, name, version, slot, old);
-		report(w, r, name, version, type, slot, before, before, FS_REBIND_COPY);
-		return 0;
-	}
-	if (type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT && type != R_X86_64_64) {
+	if (is_tls_reloc(im.type)) {
 		w->st->tls++;
-		note_missing(w->st, name);
-		report(w, r, name, version, type, slot, before, before, FS_REBIND_TLS);
+		note_missing(w->st, im.name);
+		report(w, r, im.name, im.version, im.type, im.slot, im.before, im.before, FS_REBIND_TLS);
 		return 0;
 	}
-	bound = bound_to(w->objs, r, symidx, name, version, type);
+	bound = bound_to(w->objs, r, im.symidx, im.name, im.version, im.type, NULL);
 	if (bound == NULL || !bound->old) {
 		w->st->left++;
-		report(w, r, name, version, type, slot, before, before,
+		report(w, r, im.name, im.version, im.type, im.slot, im.before, im.before,
 		       bound == NULL ? FS_REBIND_UNRESOLVED : FS_REBIND_ELSEWHERE);
 		return 0;
 	}
-	addr = new_address(w->t, w->objs, name, version, &def);
+	addr = new_address(w->t, w->objs, im.name, im.version, &def);
 	if (addr == NULL) {
 		w->st->missing++;
-		note_missing(w->st, name);
-		report(w, r, name, version, type, slot, before, before, FS_REBIND_MISSING);
+		note_missing(w->st, im.name);
+		report(w, r, im.name, im.version, im.type, im.slot, im.before, im.before, FS_REBIND_MISSING);
 		return 0;
 	}
 	/* The psABI: JUMP_SLOT and GLOB_DAT are S, R_X86_64_64 is S + A. */
-	after = (uintptr_t)addr + (type == R_X86_64_64 ? (uintptr_t)rel->r_addend : 0);
-	if (after != before && write_bytes(r, slot, &after, sizeof(after), w->err, w->errlen) != 0)
+	after = (uintptr_t)addr + (im.type == R_X86_64_64 ? (uintptr_t)rel->r_addend : 0);
+	if (after != im.before && write_bytes(r, im.slot, &after, sizeof(after), w->err, w->errlen) != 0)
 		return -1;
 	w->st->rewritten++;
-	report(w, r, name, version, type, slot, before, after, FS_REBIND_REWRITTEN);
+	report(w, r, im.name, im.version, im.type, im.slot, im.before, after, FS_REBIND_REWRITTEN);
 	return 0;
 }
 
-static int walk_object(const struct walk *w, const struct obj *r)
+/* S for an import bound to def: the address the lookup found when it lies
+ * in def, else def's own definition (the program's PLT entry stood for it),
+ * an IFUNC's through a lookup in def's own scope. 0: none. */
+static uintptr_t def_value(const struct objs *objs, const struct obj *def, const struct import *im, void *found,
+			   const ElfW(Sym) **dsym)
+{
+	size_t i = defined_in(def, im->name, im->version);
+	void *h, *a = NULL;
+
+	*dsym = i != 0 ? &def->symtab[i] : NULL;
+	if (found != NULL && obj_of(objs, (uintptr_t)found) == def)
+		return (uintptr_t)found;
+	if (i == 0)
+		return 0;
+	if (ELF64_ST_TYPE(def->symtab[i].st_info) != STT_GNU_IFUNC)
+		return def->base + def->symtab[i].st_value;
+	h = def->map->l_name != NULL ? dlopen(def->map->l_name, RTLD_LAZY | RTLD_NOLOAD) : NULL;
+	if (h != NULL) {
+		a = dl_lookup(h, im->name, im->version);
+		dlclose(h);
+	}
+	return a != NULL && obj_of(objs, (uintptr_t)a) == def ? (uintptr_t)a : 0;
+}
+
+static void plan_odd(const struct walk *w, const char *name)
+{
+	w->st->odd++;
+	note_missing(w->st, name);
+}
+
+static int plan_reloc(const struct walk *w, const struct obj *r, const ElfW(Rela) *rel)
+{
+	struct import im;
+	const struct obj *bound;
+	const ElfW(Sym) *dsym = NULL;
+	void *found = NULL;
+	uintptr_t value, off;
+	size_t ps = page_size();
+	int prot;
+
+	if (!classify(w, r, rel, &im))
+		return 0;
+	if (im.type == R_X86_64_COPY) {
+		note_copy(w, r, im.sym, im.name, im.version, im.slot, im.old);
+		return 0;
+	}
+	if (is_tls_reloc(im.type))
+		bound = tls_bound_to(w->objs, r, im.symidx, im.name, im.version);
+	else
+		bound = bound_to(w->objs, r, im.symidx, im.name, im.version, im.type, &found);
+	if (bound == NULL || !bound->old) {
+		w->st->left++;
+		return 0;
+	}
+	switch (im.type) {
+	case R_X86_64_DTPOFF64:
+		w->st->dtpoffs++;
+		return 0;
+	case R_X86_64_TPOFF64:
+	case R_X86_64_TLSDESC:
+		w->st->tpoffs += im.type == R_X86_64_TPOFF64;
+		w->st->tls++;
+		note_missing(w->st, im.name);
+		return 0;
+	case R_X86_64_DTPMOD64:
+		/* Written at load time, never lazily. */
+		value = bound->tls_modid;
+		if (value == 0 || im.before != value) {
+			plan_odd(w, im.name);
+			return 0;
+		}
+		dsym = &bound->symtab[defined_in(bound, im.name, im.version)];
+		break;
+	default:
+		value = def_value(w->objs, bound, &im, found, &dsym);
+		if (value == 0 || dsym == NULL) {
+			plan_odd(w, im.name);
+			return 0;
+		}
+		if (im.type == R_X86_64_64)
+			value += (uintptr_t)rel->r_addend;
+		break;
+	}
+	/* One page per slot, and a protection fs_rebind_write can put back. */
+	off = (uintptr_t)im.slot & (ps - 1);
+	prot = page_prot(r, (uintptr_t)im.slot - off, ps);
+	if (off > ps - sizeof(void *) || (prot != PROT_READ && !(prot >= 0 && (prot & PROT_WRITE)))) {
+		plan_odd(w, im.name);
+		return 0;
+	}
+	if (w->st->planned < w->max) {
+		struct fs_import *e = &w->out[w->st->planned];
+
+		e->slot = im.slot;
+		e->value = value;
+		e->type = im.type;
+		e->func = ELF64_ST_TYPE(dsym->st_info) == STT_FUNC || ELF64_ST_TYPE(dsym->st_info) == STT_GNU_IFUNC;
+		e->readonly = prot == PROT_READ;
+		e->old_obj = bound->map;
+		e->object = r->map;
+		e->name = im.name;
+	}
+	w->st->planned++;
+	w->st->modids += im.type == R_X86_64_DTPMOD64;
+	w->st->readonly += prot == PROT_READ;
+	return 0;
+}
+
+typedef int reloc_fn(const struct walk *w, const struct obj *r, const ElfW(Rela) *rel);
+
+static int walk_object(const struct walk *w, const struct obj *r, reloc_fn *fn)
 {
 	for (size_t i = 0; i < r->nrela; i++)
-		if (handle_reloc(w, r, &r->rela[i]) != 0)
+		if (fn(w, r, &r->rela[i]) != 0)
 			return -1;
 	for (size_t i = 0; i < r->njmprel; i++)
-		if (handle_reloc(w, r, &r->jmprel[i]) != 0)
+		if (fn(w, r, &r->jmprel[i]) != 0)
 			return -1;
 	return 0;
 }
@@ -744,12 +973,57 @@ static bool handle_is_new(const struct fs_rebind_target *t, const struct link_ma
 	return false;
 }
 
+/* Marks the old set, the new set (t->is_new, else the handles' objects when
+ * `handles`) and what is left out of the walk. */
+static void mark_objs(struct objs *objs, const struct fs_rebind_target *t, bool (*skip)(const struct link_map *),
+		      bool handles, size_t *nold, size_t *nnew)
+{
+	*nold = *nnew = 0;
+	for (size_t i = 0; i < objs->n; i++) {
+		struct obj *o = &objs->v[i];
+
+		o->old = t->is_old(o->map, t->old_arg);
+		o->fresh = !o->old && (t->is_new != NULL ? t->is_new(o->map, t->new_arg)
+							 : handles && handle_is_new(t, o->map));
+		o->skipped = o->old || o->fresh || (skip != NULL && skip(o->map));
+		*nold += o->old;
+		*nnew += o->fresh;
+	}
+}
+
+/* Walks the objects not left out with fn; with `direct`, only those naming
+ * an old object in a DT_NEEDED entry. */
+static int walk_objects(const struct walk *w, reloc_fn *fn, bool direct)
+{
+	const struct objs *objs = w->objs;
+
+	for (size_t i = 0; i < objs->n; i++) {
+		const struct obj *o = &objs->v[i];
+
+		if (o->skipped)
+			continue;
+		if (!o->parsed) {
+			/* No dynamic symbols (the vDSO may have none) or
+			 * relocations that are not RELA: nothing we can bind. */
+			if (o->found && o->map->l_ld != NULL && o->symtab != NULL)
+				w->st->odd++;
+			continue;
+		}
+		if (direct && !needs_old(objs, o))
+			continue;
+		w->st->objects++;
+		if (walk_object(w, o, fn) != 0)
+			return -1;
+	}
+	return 0;
+}
+
 int fs_rebind_imports(const struct fs_rebind_target *t, bool (*skip)(const struct link_map *),
 		      struct fs_rebind_stats *out, char *err, size_t errlen)
 {
 	struct objs objs;
 	struct walk w = { .t = t, .objs = &objs, .st = out, .err = err, .errlen = errlen };
-	size_t nold = 0, nnew = 0;
+	size_t nold, nnew;
 	int rc = 0;
 
 	memset(out, 0, sizeof(*out));
@@ -759,16 +1033,7 @@ int fs_rebind_imports(const struct fs_rebind_target *t, bool (*skip)(const struc
 	}
 	if (load_objs(&objs, err, errlen) != 0)
 		return -1;
-	for (size_t i = 0; i < objs.n; i++) {
-		struct obj *o = &objs.v[i];
-
-		o->old = t->is_old(o->map, t->old_arg);
-		o->fresh = !o->old &&
-			   (t->is_new != NULL ? t->is_new(o->map, t->new_arg) : handle_is_new(t, o->map));
-		o->skipped = o->old || o->fresh || (skip != NULL && skip(o->map));
-		nold += o->old;
-		nnew += o->fresh;
-	}
+	mark_objs(&objs, t, skip, true, &nold, &nnew);
 	if (nold == 0 || nnew == 0) {
 		/* Nothing binds to an old set that is not loaded. */
 		if (nold > 0) {
@@ -778,23 +1043,176 @@ int fs_rebind_imports(const struct fs_rebind_target *t, bool (*skip)(const struc
 		free_objs(&objs);
 		return rc;
 	}
-	for (size_t i = 0; i < objs.n && rc == 0; i++) {
-		const struct obj *o = &objs.v[i];
-
-		if (o->skipped)
-			continue;
-		if (!o->parsed) {
-			/* No dynamic symbols (the vDSO may have none) or
-			 * relocations that are not RELA: nothing we can bind. */
-			if (o->found && o->map->l_ld != NULL && o->symtab != NULL)
-				out->odd++;
-			continue;
-		}
-		out->objects++;
-		rc = walk_object(&w, o);
-	}
+	rc = walk_objects(&w, handle_reloc, false);
 	free_objs(&objs);
 	return rc;
+}
+
+static int by_slot(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t)((const struct fs_import *)a)->slot, y = (uintptr_t)((const struct fs_import *)b)->slot;
+
+	return x < y ? -1 : x > y;
+}
+
+int fs_rebind_plan(const struct fs_rebind_target *t, bool (*skip)(const struct link_map *), struct fs_import *out,
+		   size_t max, size_t *n, struct fs_rebind_stats *stats, char *err, size_t errlen)
+{
+	struct objs objs;
+	struct walk w = { .t = t, .objs = &objs, .st = stats, .err = err, .errlen = errlen, .out = out, .max = max };
+	size_t nold, nnew;
+	int rc;
+
+	*n = 0;
+	memset(stats, 0, sizeof(*stats));
+	if (t == NULL || t->is_old == NULL) {
+		set_err(err, errlen, "no old set given");
+		return -1;
+	}
+	if (out == NULL)
+		w.max = 0;
+	if (load_objs(&objs, err, errlen) != 0)
+		return -1;
+	mark_objs(&objs, t, skip, false, &nold, &nnew);
+	rc = nold > 0 ? walk_objects(&w, plan_reloc, (t->plan_flags & FS_REBIND_PLAN_DIRECT) != 0) : 0;
+	free_objs(&objs);
+	if (rc != 0)
+		return rc;
+	*n = stats->planned;
+	if (stats->planned > w.max) {
+		set_err(err, errlen, "the plan needs %zu entries, room for %zu given", stats->planned, w.max);
+		return -1;
+	}
+	qsort(out, stats->planned, sizeof(*out), by_slot);
+	return 0;
+}
+
+/* ---- Writing a plan, in a child ---- */
+
+/* Appends s to err; async-signal-safe. */
+static size_t put_str(char *err, size_t errlen, size_t at, const char *s)
+{
+	for (; err != NULL && *s != '\0' && at + 1 < errlen; s++)
+		err[at++] = *s;
+	if (err != NULL && errlen > 0)
+		err[at < errlen ? at : errlen - 1] = '\0';
+	return at;
+}
+
+static size_t put_num(char *err, size_t errlen, size_t at, uintptr_t v, unsigned base)
+{
+	char buf[2 + sizeof(v) * 2 + 1], *p = buf + sizeof(buf) - 1;
+
+	*p = '\0';
+	do {
+		*--p = "0123456789abcdef"[v % base];
+		v /= base;
+	} while (v != 0);
+	if (base == 16) {
+		*--p = 'x';
+		*--p = '0';
+	}
+	return put_str(err, errlen, at, p);
+}
+
+static void write_err(char *err, size_t errlen, const char *what, uintptr_t page, size_t len, int e)
+{
+	size_t at = put_str(err, errlen, 0, what);
+
+	at = put_num(err, errlen, at, page, 16);
+	at = put_str(err, errlen, at, " (");
+	at = put_num(err, errlen, at, len, 10);
+	at = put_str(err, errlen, at, " bytes): errno ");
+	put_num(err, errlen, at, (uintptr_t)e, 10);
+}
+
+/*
+ * Runs in a pthread_atfork child handler: no allocation, no stdio, no locks,
+ * nothing but plain loads and stores, mprotect and getauxval (a read of the
+ * auxiliary vector) besides the caller's value_of.
+ */
+int fs_rebind_write(const struct fs_import *imps, size_t n, uintptr_t (*value_of)(const struct fs_import *, void *),
+		    void *arg, char *err, size_t errlen)
+{
+	const uintptr_t ps = page_size();
+	size_t i = 0;
+
+	if (value_of == NULL) {
+		put_str(err, errlen, 0, "no value_of given");
+		return -1;
+	}
+	while (i < n) {
+		/* A run: read-only slots on one page or on pages that follow
+		 * one another, each page holding a slot; or one writable slot. */
+		uintptr_t lo = (uintptr_t)imps[i].slot & ~(ps - 1), hi = lo + ps;
+		size_t end = i + 1;
+		bool open = false;
+
+		while (imps[i].readonly && end < n && imps[end].readonly) {
+			uintptr_t p = (uintptr_t)imps[end].slot & ~(ps - 1);
+
+			if (p < lo || p > hi)
+				break;
+			if (p == hi)
+				hi += ps;
+			end++;
+		}
+		for (; i < end; i++) {
+			uintptr_t v = value_of(&imps[i], arg), cur;
+
+			__builtin_memcpy(&cur, imps[i].slot, sizeof(cur));
+			if (v == cur)
+				continue;
+			if (imps[i].readonly && !open) {
+				if (mprotect((void *)lo, hi - lo, PROT_READ | PROT_WRITE) != 0) {
+					write_err(err, errlen, "cannot make writable ", lo, hi - lo, errno);
+					return -1;
+				}
+				open = true;
+			}
+			__builtin_memcpy(imps[i].slot, &v, sizeof(v));
+		}
+		if (open && mprotect((void *)lo, hi - lo, PROT_READ) != 0) {
+			write_err(err, errlen, "cannot make read-only again ", lo, hi - lo, errno);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+uintptr_t fs_rebind_translate(const struct link_map *from, const struct link_map *to, uintptr_t v)
+{
+	return v - from->l_addr + to->l_addr;
+}
+
+struct modid_of {
+	const struct link_map *map;
+	size_t modid;
+};
+
+static int match_modid(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	struct modid_of *m = arg;
+
+	for (size_t i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+
+		if (ph->p_type == PT_DYNAMIC && info->dlpi_addr == m->map->l_addr &&
+		    info->dlpi_addr + ph->p_vaddr == (uintptr_t)m->map->l_ld) {
+			m->modid = info->dlpi_tls_modid;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+size_t fs_rebind_tls_modid(const struct link_map *map)
+{
+	struct modid_of m = { .map = map };
+
+	if (map != NULL)
+		dl_iterate_phdr(match_modid, &m);
+	return m.modid;
 }
 
 int fs_rebind_copy_refresh(const struct fs_rebind_copy *c, char *err, size_t errlen)

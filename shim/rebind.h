@@ -28,7 +28,15 @@ struct fs_rebind_target {
 	 * became of it. Optional; it must not call into the old set. */
 	void (*report)(const struct fs_rebind_slot *slot, void *arg);
 	void *report_arg;
+	/* fs_rebind_plan only: FS_REBIND_PLAN_* bits. */
+	unsigned plan_flags;
 };
+
+/* Walk only the direct clients of the old set: objects with a DT_NEEDED
+ * naming an old object's soname. An object that binds to the old set
+ * without naming it (underlinked, or a symbol the old set interposes on a
+ * library loaded before it) is then missed. */
+#define FS_REBIND_PLAN_DIRECT 1u
 
 /* For is_old/is_new: the arg is a struct fs_rebind_maps. */
 struct fs_rebind_maps {
@@ -80,7 +88,15 @@ struct fs_rebind_stats {
 	size_t missing;   /* FS_REBIND_MISSING */
 	size_t tls;       /* FS_REBIND_TLS */
 	size_t odd;       /* relocations or objects skipped as malformed */
-	char first_missing[128]; /* name of the first missing or TLS symbol */
+	char first_missing[128]; /* name of the first missing or TLS symbol; for a
+				  * plan, of the first import into the old set
+				  * it could not take */
+	/* fs_rebind_plan only: */
+	size_t planned;  /* entries the plan has (or needs: see fs_rebind_plan) */
+	size_t modids;   /* of which R_X86_64_DTPMOD64 */
+	size_t readonly; /* of which in read-only pages */
+	size_t dtpoffs;  /* R_X86_64_DTPOFF64 into the old set: no entry needed */
+	size_t tpoffs;   /* R_X86_64_TPOFF64 into the old set: cannot be re-pointed */
 	size_t ncopies;   /* all seen; the first FS_REBIND_MAX_COPIES are kept */
 	struct fs_rebind_copy copies[FS_REBIND_MAX_COPIES];
 };
@@ -110,5 +126,76 @@ int fs_rebind_imports(const struct fs_rebind_target *t, bool (*skip)(const struc
 /* Copies the new definition's current bytes over the program's copy.
  * Returns 0, or -1 with a message (no new definition, sizes differ). */
 int fs_rebind_copy_refresh(const struct fs_rebind_copy *c, char *err, size_t errlen);
+
+/*
+ * Planning in the parent, writing in the child.
+ *
+ * fs_rebind_plan() lists, ahead of time, every slot that binds into the old
+ * set; fs_rebind_write() later writes a value of the caller's choosing into
+ * each, with no lookups, allocation or locks, so that it can run in a
+ * pthread_atfork child handler. The usual value is the same address in an
+ * identical twin of the old object loaded elsewhere (fs_rebind_translate),
+ * or for a module id the twin's (fs_rebind_tls_modid).
+ */
+struct fs_import {
+	void **slot;     /* the word to write */
+	uintptr_t value; /* what it holds once bound: S, S + A for R_X86_64_64
+			  * (for an IFUNC the implementation its resolver chose),
+			  * the old object's TLS module id for R_X86_64_DTPMOD64.
+			  * A lazy slot not yet called holds its PLT stub instead. */
+	uint32_t type;   /* R_X86_64_JUMP_SLOT, GLOB_DAT, 64 or DTPMOD64 */
+	bool func;       /* the definition is STT_FUNC or STT_GNU_IFUNC */
+	bool readonly;   /* in a page the loader made read-only (RELRO) */
+	const struct link_map *old_obj; /* the old object defining it */
+	const struct link_map *object;  /* the object importing it */
+	const char *name; /* in the importing object's string table; for logs */
+};
+
+/*
+ * Lists in out[0..max) every import slot of every loaded object outside the
+ * old set, t->is_new's set (when given) and what `skip` accepts (may be
+ * NULL), that binds to the old set: R_X86_64_JUMP_SLOT, GLOB_DAT, 64 and
+ * DTPMOD64, decided as for fs_rebind_imports(). Of t only is_old, old_arg,
+ * is_new, new_arg and plan_flags are used. Entries come sorted by slot
+ * address, which lets fs_rebind_write() protect pages in runs.
+ *
+ * R_X86_64_DTPOFF64 needs no entry: an offset in the module's block, the
+ * same in an identical twin. R_X86_64_TPOFF64 (and TLSDESC) into the old set
+ * cannot be re-pointed: counted in stats->tpoffs and stats->tls, the first
+ * name in stats->first_missing. Copy relocations are listed as by
+ * fs_rebind_imports() (with no new definition). A slot the plan cannot
+ * describe (outside its object, across a page boundary, in a page neither
+ * writable nor plain read-only, a value outside the defining object) is
+ * counted in stats->odd and left out.
+ *
+ * Returns 0 and *n entries; or -1 with a message: *n is then the count
+ * needed when max was too small, and 0 when the objects could not be
+ * walked. Allocates; takes the loader's lock (dl_iterate_phdr, dlsym).
+ */
+int fs_rebind_plan(const struct fs_rebind_target *t, bool (*skip)(const struct link_map *), struct fs_import *out,
+		   size_t max, size_t *n, struct fs_rebind_stats *stats, char *err, size_t errlen);
+
+/*
+ * Writes value_of(imp, arg) into each imp->slot; a value equal to what the
+ * slot holds now leaves it alone. Read-only slots are written between two
+ * mprotect calls, one pair per run of consecutive entries on the same or
+ * adjacent pages, made only when some slot of the run changes; the pages
+ * are read-only again afterwards.
+ *
+ * Meant for a pthread_atfork child handler: it allocates nothing, uses no
+ * stdio and takes no lock; it calls only value_of, mprotect and getauxval.
+ * value_of must be as careful. Returns 0, or -1 with a message in err when
+ * mprotect failed (slots written before stay written).
+ */
+int fs_rebind_write(const struct fs_import *imps, size_t n, uintptr_t (*value_of)(const struct fs_import *, void *),
+		    void *arg, char *err, size_t errlen);
+
+/* v, an address inside `from`, moved to the same offset in `to`: for an
+ * identical twin of the same file. Safe in a child handler. */
+uintptr_t fs_rebind_translate(const struct link_map *from, const struct link_map *to, uintptr_t v);
+
+/* The object's TLS module id, or 0 when it has no TLS segment (or is not
+ * loaded). Takes the loader's lock: call it before the fork. */
+size_t fs_rebind_tls_modid(const struct link_map *map);
 
 #endif
