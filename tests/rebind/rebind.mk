@@ -79,9 +79,23 @@ $(RB_GRPC): $(RB_DIR)/grpc_rebind.cc shim/rebind.h $(RB_OUT)/librebind.so
 	$(CXX) -O1 -g -std=c++17 -Wall -Ishim -fPIE -pie $(shell pkg-config --cflags grpc++ 2>/dev/null) -o $@ $< \
 	  -L$(RB_OUT) -lrebind -Wl,-rpath,'$$ORIGIN' $(shell pkg-config --libs grpc++ 2>/dev/null) -ldl
 
-test-rebind: $(RB_TESTS) $(RB_GRPC) $(RB_COPIES)/libgrpz.so.29 $(RB_COPIES)/libgrpc+z.so.1.51
+# A plan on a grpc++ program, written in a forked child against identical
+# twins of libgrpc's whole dependency closure (make_twins.py).
+RB_GRPC_PLAN := $(RB_OUT)/grpc-plan
+RB_TWINS     := $(RB_OUT)/twins
+
+$(RB_TWINS)/twins.txt: $(RB_DIR)/make_twins.py $(RB_DIR)/rename_soname.py
+	python3 $(RB_DIR)/make_twins.py $(RB_GRPC_LIB) $(RB_TWINS)
+
+$(RB_GRPC_PLAN): $(RB_DIR)/grpc_plan.cc shim/rebind.h $(RB_OUT)/librebind.so
+	$(CXX) -O1 -g -std=c++17 -Wall -Ishim -fPIE -pie $(shell pkg-config --cflags grpc++ 2>/dev/null) -o $@ $< \
+	  -L$(RB_OUT) -lrebind -Wl,-rpath,'$$ORIGIN' $(shell pkg-config --libs grpc++ 2>/dev/null) -ldl -lpthread
+
+test-rebind: $(RB_TESTS) $(RB_GRPC) $(RB_COPIES)/libgrpz.so.29 $(RB_COPIES)/libgrpc+z.so.1.51 \
+             $(RB_GRPC_PLAN) $(RB_TWINS)/twins.txt
 	@failed=0; for t in $(RB_TESTS); do \
 	  echo "== $$t"; $$t --jobs 2 || failed=1; \
 	done; \
 	echo "== $(RB_GRPC)"; $(RB_GRPC) $(RB_COPIES) || failed=1; \
+	echo "== $(RB_GRPC_PLAN)"; $(RB_GRPC_PLAN) $(RB_TWINS) || failed=1; \
 	exit $$failed
