@@ -394,9 +394,19 @@ static bool sym_matches(const struct obj *o, size_t i, const char *name, const c
 	return n != NULL && strcmp(n, name) == 0 && version_matches(o, i, version);
 }
 
-/* The index of name@version in o's hash table (defined or not), or 0. */
-static size_t lookup_in(const struct obj *o, const char *name, const char *version)
+/* A name looked up in many objects: its hashes are computed once, when
+ * first needed. */
+struct symkey {
+	const char *name, *version;
+	uint32_t gnu, sysv;
+	bool have_gnu, have_sysv;
+};
+
+/* The index of key's symbol in o's hash table (defined or not), or 0. */
+static size_t lookup_key(const struct obj *o, struct symkey *key)
 {
+	const char *name = key->name, *version = key->version;
+
 	if (!o->parsed)
 		return 0;
 	if (o->gnuhash != NULL) {
@@ -406,9 +416,16 @@ static size_t lookup_in(const struct obj *o, const char *name, const char *versi
 		const uint32_t *buckets = (const uint32_t *)(bloom + nbloom);
 		const uint32_t *chain = buckets + nbuckets;
 		const unsigned bits = sizeof(ElfW(Addr)) * CHAR_BIT;
-		uint32_t h = hash_gnu(name);
-		ElfW(Addr) word = bloom[(h / bits) % nbloom];
-		ElfW(Addr) mask = ((ElfW(Addr))1 << (h % bits)) | ((ElfW(Addr))1 << ((h >> shift) % bits));
+		uint32_t h;
+		ElfW(Addr) word, mask;
+
+		if (!key->have_gnu) {
+			key->gnu = hash_gnu(name);
+			key->have_gnu = true;
+		}
+		h = key->gnu;
+		word = bloom[(h / bits) % nbloom];
+		mask = ((ElfW(Addr))1 << (h % bits)) | ((ElfW(Addr))1 << ((h >> shift) % bits));
 
 		if ((word & mask) != mask)
 			return 0;
@@ -429,7 +446,11 @@ static size_t lookup_in(const struct obj *o, const char *name, const char *versi
 
 		if (nbucket == 0)
 			return 0;
-		for (uint32_t i = bucket[hash_sysv(name) % nbucket]; i != 0 && i < nchain && steps++ < nchain;
+		if (!key->have_sysv) {
+			key->sysv = hash_sysv(name);
+			key->have_sysv = true;
+		}
+		for (uint32_t i = bucket[key->sysv % nbucket]; i != 0 && i < nchain && steps++ < nchain;
 		     i = chain[i])
 			if (sym_matches(o, i, name, version))
 				return i;
@@ -448,18 +469,34 @@ static bool is_definition(const ElfW(Sym) *s)
 	return s->st_value != 0 || s->st_shndx == SHN_ABS || ELF64_ST_TYPE(s->st_info) == STT_TLS;
 }
 
-/* The symbol index of o's definition of name@version, or 0. */
-static size_t defined_in(const struct obj *o, const char *name, const char *version)
+static size_t lookup_in(const struct obj *o, const char *name, const char *version)
 {
-	size_t i = lookup_in(o, name, version);
+	struct symkey key = { .name = name, .version = version };
+
+	return lookup_key(o, &key);
+}
+
+/* The symbol index of o's definition of key's symbol, or 0. */
+static size_t defined_key(const struct obj *o, struct symkey *key)
+{
+	size_t i = lookup_key(o, key);
 
 	return i != 0 && is_definition(&o->symtab[i]) ? i : 0;
 }
 
+static size_t defined_in(const struct obj *o, const char *name, const char *version)
+{
+	struct symkey key = { .name = name, .version = version };
+
+	return defined_key(o, &key);
+}
+
 static const struct obj *old_definer(const struct objs *objs, const char *name, const char *version)
 {
+	struct symkey key = { .name = name, .version = version };
+
 	for (size_t i = 0; i < objs->n; i++)
-		if (objs->v[i].old && defined_in(&objs->v[i], name, version) != 0)
+		if (objs->v[i].old && defined_key(&objs->v[i], &key) != 0)
 			return &objs->v[i];
 	return NULL;
 }
@@ -517,8 +554,10 @@ static const struct obj *bound_to(const struct objs *objs, const struct obj *r, 
 		return x;
 	/* The program's PLT entry standing for the function: its own slot
 	 * binds to the definition behind it, the first in load order. */
+	struct symkey key = { .name = name, .version = version };
+
 	for (size_t k = 0; k < objs->n; k++)
-		if (&objs->v[k] != x && defined_in(&objs->v[k], name, version) != 0)
+		if (&objs->v[k] != x && defined_key(&objs->v[k], &key) != 0)
 			return &objs->v[k];
 	return NULL;
 }
@@ -546,6 +585,7 @@ static int match_tls_block(struct dl_phdr_info *info, size_t size, void *arg)
 static const struct obj *tls_bound_to(const struct objs *objs, const struct obj *r, size_t symidx, const char *name,
 				      const char *version)
 {
+	struct symkey key = { .name = name, .version = version };
 	void *a;
 
 	if (r->symbolic && is_definition(&r->symtab[symidx]))
@@ -553,7 +593,7 @@ static const struct obj *tls_bound_to(const struct objs *objs, const struct obj 
 	a = scope_lookup(r, name, version);
 	for (size_t k = 0; a != NULL && k < objs->n; k++) {
 		const struct obj *o = &objs->v[k];
-		size_t i = o->tls_modid != 0 ? defined_in(o, name, version) : 0;
+		size_t i = o->tls_modid != 0 ? defined_key(o, &key) : 0;
 		struct tls_block b = { .o = o };
 
 		if (i == 0 || ELF64_ST_TYPE(o->symtab[i].st_info) != STT_TLS)

@@ -6,6 +6,7 @@ typedef const char *id_fn(void);
 
 extern int id_counter;
 extern int id_array[4];
+extern __thread int id_tls;
 
 const char *id_name(void);
 int id_bump(void);

@@ -5,6 +5,9 @@
 
 int id_counter = ID_NUM;
 int id_array[4] = { ID_NUM, ID_NUM + 1, ID_NUM + 2, ID_NUM + 3 };
+/* A thread-local: libthird reaches it general-dynamic (a module id and an
+ * offset), the program initial-exec (an offset from the thread pointer). */
+__thread int id_tls = ID_NUM;
 
 const char *id_name(void)
 {

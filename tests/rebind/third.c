@@ -55,6 +55,17 @@ int *third_counter_addr(void)
 	return &id_counter;
 }
 
+/* General-dynamic: -fPIC code in a shared object. */
+int third_tls_get(void)
+{
+	return id_tls;
+}
+
+int *third_tls_addr(void)
+{
+	return &id_tls;
+}
+
 size_t (*third_strlen(void))(const char *)
 {
 	return &strlen;

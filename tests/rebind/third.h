@@ -16,5 +16,7 @@ const char *third_ver0(void);
 const char *third_hooked(void);
 int *third_counter_addr(void);
 size_t (*third_strlen(void))(const char *);
+int third_tls_get(void);
+int *third_tls_addr(void);
 
 #endif
