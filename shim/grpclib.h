@@ -42,6 +42,31 @@ struct fs_grpc {
 	void (*cq_shutdown)(grpc_completion_queue *);
 	void (*cq_destroy)(grpc_completion_queue *);
 	grpc_cq_completion_type (*cq_completion_type)(grpc_completion_queue *);
+	/* Completion queue creation (cqtwin.c), and what tells a queue's polling type. */
+	grpc_completion_queue *(*cq_create)(const grpc_completion_queue_factory *,
+					    const grpc_completion_queue_attributes *, void *);
+	grpc_completion_queue *(*cq_create_for_next)(void *);
+	grpc_completion_queue *(*cq_create_for_pluck)(void *);
+	grpc_completion_queue *(*cq_create_for_callback)(grpc_completion_queue_functor *, void *);
+	const grpc_completion_queue_factory *(*cq_factory_lookup)(const grpc_completion_queue_attributes *);
+	bool (*cq_can_listen)(grpc_completion_queue *);
+	void *(*cq_pollset)(grpc_completion_queue *);
+	/* Credentials constructors recorded for twins (credrec.c). */
+	grpc_channel_credentials *(*insecure_credentials_create)(void);
+	grpc_channel_credentials *(*local_credentials_create)(grpc_local_connect_type);
+	grpc_channel_credentials *(*ssl_credentials_create)(const char *, grpc_ssl_pem_key_cert_pair *,
+							    const verify_peer_options *, void *);
+	grpc_channel_credentials *(*ssl_credentials_create_ex)(const char *, grpc_ssl_pem_key_cert_pair *,
+							       const grpc_ssl_verify_peer_options *, void *);
+	grpc_channel_credentials *(*composite_channel_credentials_create)(grpc_channel_credentials *,
+									  grpc_call_credentials *, void *);
+	grpc_call_credentials *(*composite_call_credentials_create)(grpc_call_credentials *, grpc_call_credentials *,
+								    void *);
+	grpc_call_credentials *(*access_token_credentials_create)(const char *, void *);
+	grpc_call_credentials *(*metadata_credentials_create_from_plugin)(grpc_metadata_credentials_plugin,
+									  grpc_security_level, void *);
+	grpc_channel_credentials *(*google_default_credentials_create)(grpc_call_credentials *);
+	void (*call_credentials_release)(grpc_call_credentials *);
 	gpr_timespec (*now)(gpr_clock_type);
 	/* Core's fork support (C++ functions in libgrpc and libgpr). */
 	void (*prefork)(void);

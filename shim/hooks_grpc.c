@@ -12,6 +12,7 @@
 #include "chanargs.h"
 #include "chantab.h"
 #include "config.h"
+#include "credrec.h"
 #include "execctx.h"
 #include "fdreg.h"
 #include "forkpath.h"
@@ -166,6 +167,11 @@ EXPORT void grpc_channel_credentials_release(grpc_channel_credentials *creds)
 {
 	if (fs_grpc_ensure() && creds != NULL && fs_chantab_defer_release(creds))
 		return;
+	/* Released for good: how they were made is forgotten first, so that
+	 * credentials made at the same address meanwhile are not forgotten
+	 * instead. (A deferred release forgets them when the table makes it.) */
+	if (creds != NULL && fs_grpc_protects())
+		fs_credrec_forget(creds);
 	REAL(channel_credentials_release, "grpc_channel_credentials_release");
 	FS_IN_GRPC_VOID(fs_grpc.channel_credentials_release(creds));
 }

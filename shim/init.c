@@ -7,6 +7,7 @@
 #include "audit.h"
 #include "chantab.h"
 #include "config.h"
+#include "credrec.h"
 #include "experiments.h"
 #include "forkpath.h"
 #include "grpclib.h"
@@ -51,8 +52,11 @@ __attribute__((constructor)) static void fs_constructor(void)
 	fs_ensure_init();
 }
 
+/* The releases the channel table deferred: for good, as the application's
+ * own are in grpc_channel_credentials_release. */
 static void table_creds_release(grpc_channel_credentials *creds)
 {
+	fs_credrec_forget(creds);
 	fs_grpc.channel_credentials_release(creds);
 }
 

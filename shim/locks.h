@@ -24,6 +24,10 @@ enum fs_lock_id {
 	FS_LOCK_FORKABLES, /* forkables.c: the EventEngine parts */
 	FS_LOCK_CHANTAB,   /* chantab.c: the channel table */
 	FS_LOCK_CALLS,     /* calls.c: calls alive (audit mode) */
+	/* Leaves: nothing else is taken while one is held, and neither is held
+	 * while gRPC is called. */
+	FS_LOCK_CREDREC,   /* credrec.c: how credentials were made, their twins */
+	FS_LOCK_CQTWIN,    /* cqtwin.c: completion queues made here, their twins */
 };
 #define FS_LOCK_BIT(id) (1u << (id))
 
