@@ -532,6 +532,18 @@ static void *twin(const void *inherited, bool is_call, const struct fs_cred_ops 
 	return c;
 }
 
+bool fs_credrec_made_here(const void *creds)
+{
+	struct made *m;
+	bool here;
+
+	fs_lock(&lock, FS_LOCK_CREDREC);
+	m = find_made(creds);
+	here = m != NULL && m->generation == current;
+	fs_unlock(&lock, FS_LOCK_CREDREC);
+	return here;
+}
+
 grpc_channel_credentials *fs_credrec_twin_channel(grpc_channel_credentials *inherited,
 						  const struct fs_cred_ops *in_fresh, const char **why_not)
 {

@@ -10,6 +10,7 @@
 #ifndef FORKSAFE_CREDREC_H
 #define FORKSAFE_CREDREC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <grpc/grpc.h>
@@ -103,6 +104,11 @@ grpc_channel_credentials *fs_credrec_twin_channel(grpc_channel_credentials *inhe
 						  const struct fs_cred_ops *in_fresh, const char **why_not);
 grpc_call_credentials *fs_credrec_twin_call(grpc_call_credentials *inherited, const struct fs_cred_ops *in_fresh,
 					    const char **why_not);
+
+/* True when `creds` was noted in the current generation: made by this
+ * process's own gRPC, which may release it. Unknown credentials count as
+ * inherited. */
+bool fs_credrec_made_here(const void *creds);
 
 /* A new generation: what is noted from now on is made in `generation`, and
  * every object noted before is inherited. The twins cached so far are

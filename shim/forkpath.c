@@ -43,6 +43,8 @@
 #include "execctx.h"
 #include "config.h"
 #include "fdreg.h"
+#include "cqtwin.h"
+#include "credrec.h"
 #include "forkables.h"
 #include "fresh.h"
 #include "grpclib.h"
@@ -295,6 +297,8 @@ void fs_fork_prepare(void)
 	fs_forkables_lock();
 	fs_chantab_lock();
 	fs_calls_lock();
+	fs_credrec_lock();
+	fs_cqtwin_lock();
 	fs_fdreg_lock();
 	rec.channels = fs_chantab_count_locked();
 	rec.calls = fs_calls_count_locked();
@@ -320,6 +324,8 @@ void fs_fork_parent(void)
 	if (!rec.active)
 		return;
 	fs_fdreg_unlock();
+	fs_cqtwin_unlock();
+	fs_credrec_unlock();
 	fs_calls_unlock();
 	fs_chantab_unlock();
 	fs_forkables_unlock();
@@ -368,6 +374,10 @@ static void nested_child(void)
 		remake_lock(fs_chantab_child_reset_lock, fs_chantab_unlock);
 	if (!(held & FS_LOCK_BIT(FS_LOCK_CALLS)))
 		remake_lock(fs_calls_child_reset_lock, fs_calls_unlock);
+	if (!(held & FS_LOCK_BIT(FS_LOCK_CREDREC)))
+		remake_lock(fs_credrec_child_reset_lock, fs_credrec_unlock);
+	if (!(held & FS_LOCK_BIT(FS_LOCK_CQTWIN)))
+		remake_lock(fs_cqtwin_child_reset_lock, fs_cqtwin_unlock);
 	/* With no fork of this thread's under way, what the other threads were
 	 * waiting for ended with them. */
 	if (!(held & (FS_LOCK_BIT(FS_LOCK_FORK) | FS_LOCK_BIT(FS_LOCK_QUIESCE)))) {
@@ -410,6 +420,8 @@ static void fork_child_steps(bool restart_grpc)
 	fs_forkables_child_reset_lock();
 	fs_chantab_child_reset_lock();
 	fs_calls_child_reset_lock();
+	fs_credrec_child_reset_lock();
+	fs_cqtwin_child_reset_lock();
 	fs_fdreg_child_reset_lock();
 	if (rec.acts)
 		fs_quiesce_end_child();
@@ -424,6 +436,8 @@ static void fork_child_steps(bool restart_grpc)
 		neutralised = fs_fdreg_neutralise_locked(fs_grpc_state() == FS_GRPC_ACTIVE);
 	fs_stat_add(neutralised, neutralised);
 	fs_fdreg_unlock();
+	fs_cqtwin_unlock();
+	fs_credrec_unlock();
 	fs_calls_unlock();
 	fs_chantab_unlock();
 	fs_forkables_unlock();

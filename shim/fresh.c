@@ -483,9 +483,6 @@ void fs_fresh_child(void)
 		*prep.own[i].slot = prep.own[i].data ? (void *)prep.own[i].next
 						     : (void *)fs_stub_address(prep.own[i].stub);
 	fs_grpc_use_instance(cur->grpc);
-	/* Made before the fork: what they map to is made in the copies. */
-	fs_cqtwin_reset(fs_generation);
-	fs_credrec_reset(fs_generation, NULL);
 	set_table_ops();
 	atomic_store(&pending, true);
 }
@@ -507,6 +504,11 @@ void fs_fresh_switch(void)
 			if (!prep.own[i].data)
 				*prep.own[i].slot = (void *)cur_target[prep.own[i].stub];
 		lookup_ops();
+		/* Queues and credentials made before the fork are inherited from
+		 * now on; twins an ancestor made belong to its gRPC and are dropped
+		 * unreleased. Here rather than at the fork: it frees memory. */
+		fs_cqtwin_reset(fs_generation);
+		fs_credrec_reset(fs_generation, NULL);
 		for (int i = 0; i < inits_at_fork; i++)
 			fs_grpc.init();
 		if (fs_rebind_write(prep.imps, prep.n, switched_value, cur, err, sizeof(err)) != 0)
