@@ -6,6 +6,7 @@
  */
 #include "audit.h"
 #include "config.h"
+#include "cqtwin.h"
 #include "execctx.h"
 #include "forkpath.h"
 #include "fresh.h"
@@ -87,6 +88,18 @@ EXPORT void grpc_completion_queue_shutdown(grpc_completion_queue *cq)
 		FS_IN_GRPC_VOID(fs_grpc.cq_shutdown(cq));
 }
 
+/* A queue cqtwin.c recorded is forgotten before gRPC frees it, so that a
+ * queue made at the same address meanwhile is not forgotten instead. In
+ * generation 0 only callback queues are recorded; asking a queue's type is a
+ * call into core that reads one field, cheaper than a look-up, and grpc++
+ * destroys a pluck queue after every synchronous call. */
+static void forget_queue(grpc_completion_queue *cq)
+{
+	if (fs_generation > 0 ||
+	    (fs_grpc.cq_completion_type != NULL && fs_grpc.cq_completion_type(cq) == GRPC_CQ_CALLBACK))
+		fs_cqtwin_note_destroyed(cq);
+}
+
 EXPORT void grpc_completion_queue_destroy(grpc_completion_queue *cq)
 {
 	if (__builtin_expect(fs_generation != 0, 0) && fs_fresh_in_child()) {
@@ -97,6 +110,8 @@ EXPORT void grpc_completion_queue_destroy(grpc_completion_queue *cq)
 	}
 	if (fs_grpc_ensure())
 		fs_quiesce_note_destroy(cq);
+	if (cq != NULL && fs_grpc_protects())
+		forget_queue(cq);
 	if (fs_grpc.cq_destroy != NULL)
 		FS_IN_GRPC_VOID(fs_grpc.cq_destroy(cq));
 }
