@@ -37,6 +37,7 @@ struct regcall {
  * kept reachable and destroyed with the entry, like the inherited handle. */
 struct old_stand_in {
 	SLIST_ENTRY(old_stand_in) link;
+	unsigned generation; /* in which it was made */
 	grpc_channel *channel;
 };
 
@@ -94,6 +95,16 @@ void fs_chantab_child_grpc_unusable(void)
 	ops.stand_in_words = ops.unusable_words;
 }
 
+/* In a child with a fresh gRPC (fresh.c), everything made before this
+ * generation belongs to an instance whose code must never run again: such
+ * channels and stand-ins are dropped, never destroyed. 0 elsewhere. */
+static unsigned dead_before;
+
+void fs_chantab_child_fresh(unsigned generation)
+{
+	dead_before = generation;
+}
+
 static struct chan *find_chan(grpc_channel *h)
 {
 	struct chan key = { .handle = h };
@@ -123,7 +134,8 @@ static void free_chan(struct chan *c, struct cred *drop_cred)
 
 	while ((o = SLIST_FIRST(&c->old_stand_ins)) != NULL) {
 		SLIST_REMOVE_HEAD(&c->old_stand_ins, link);
-		ops.destroy(o->channel);
+		if (o->generation >= dead_before)
+			ops.destroy(o->channel);
 		free(o);
 	}
 	while ((r = LIST_FIRST(&c->regcalls)) != NULL) {
@@ -297,6 +309,7 @@ grpc_channel *fs_chantab_route(grpc_channel *channel, unsigned generation)
 		if (c->repl != NULL) {
 			/* An ancestor's stand-in, inherited: kept with the entry. */
 			old->channel = c->repl;
+			old->generation = c->repl_gen;
 			SLIST_INSERT_HEAD(&c->old_stand_ins, old, link);
 			old = NULL;
 		}
@@ -360,11 +373,12 @@ grpc_channel *fs_chantab_route_registered(grpc_channel *channel, void **register
 	return target;
 }
 
-void fs_chantab_untrack(grpc_channel *channel, unsigned generation)
+bool fs_chantab_untrack(grpc_channel *channel, unsigned generation)
 {
 	struct chan *c;
 	struct cred *drop = NULL;
 	grpc_channel *repl = NULL;
+	bool dead;
 
 	fs_lock(&lock, FS_LOCK_CHANTAB);
 	c = find_chan(channel);
@@ -373,15 +387,17 @@ void fs_chantab_untrack(grpc_channel *channel, unsigned generation)
 		/* This generation's stand-in, or one inherited from an ancestor: the
 		 * entry is going, so is whatever it kept (the application is
 		 * destroying the inherited handle itself, too). */
-		repl = c->repl;
+		repl = c->repl_gen >= dead_before ? c->repl : NULL;
 	}
 	fs_unlock(&lock, FS_LOCK_CHANTAB);
 	if (c == NULL)
-		return;
+		return false;
 	if (repl != NULL)
 		ops.destroy(repl);
+	dead = c->generation < dead_before;
 	fs_log(FS_DEBUG, "channel %p to %s forgotten", (void *)channel, c->target);
 	free_chan(c, drop);
+	return dead;
 }
 
 bool fs_chantab_note_inherited_use(grpc_channel *channel, unsigned generation, char *target, size_t size)

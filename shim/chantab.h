@@ -56,8 +56,14 @@ grpc_channel *fs_chantab_route(grpc_channel *channel, unsigned generation);
 grpc_channel *fs_chantab_route_registered(grpc_channel *channel, void **registered, unsigned generation);
 
 /* Forgets a channel the application is destroying; destroys its replacement
- * if this generation made one and releases the credentials it held. */
-void fs_chantab_untrack(grpc_channel *channel, unsigned generation);
+ * if this generation made one and releases the credentials it held. True when
+ * the channel itself belongs to a gRPC instance that must not run here (see
+ * fs_chantab_child_fresh): the caller must not destroy it. */
+bool fs_chantab_untrack(grpc_channel *channel, unsigned generation);
+
+/* Child with a fresh gRPC: channels and stand-ins made before `generation`
+ * are the inherited instance's, dropped rather than destroyed. */
+void fs_chantab_child_fresh(unsigned generation);
 
 /* grpc_channel_credentials_release by the application: true when the table
  * still uses these credentials and takes over the release for later. */

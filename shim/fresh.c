@@ -483,6 +483,7 @@ void fs_fresh_child(void)
 		*prep.own[i].slot = prep.own[i].data ? (void *)prep.own[i].next
 						     : (void *)fs_stub_address(prep.own[i].stub);
 	fs_grpc_use_instance(cur->grpc);
+	fs_chantab_child_fresh(fs_generation);
 	set_table_ops();
 	atomic_store(&pending, true);
 }

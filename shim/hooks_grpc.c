@@ -157,9 +157,10 @@ EXPORT void grpc_channel_destroy(grpc_channel *channel)
 	CHANNEL_GATE();
 	REAL(channel_destroy, "grpc_channel_destroy");
 	fs_grpc_enter();
-	if (fs_grpc_ensure())
-		fs_chantab_untrack(channel, fs_generation);
-	fs_grpc.channel_destroy(channel);
+	/* An inherited channel in a child with a fresh gRPC is dropped: its
+	 * destruction would run the inherited gRPC's code. */
+	if (!(fs_grpc_ensure() && fs_chantab_untrack(channel, fs_generation)))
+		fs_grpc.channel_destroy(channel);
 	fs_grpc_leave();
 }
 
