@@ -81,6 +81,9 @@ test:
 	@$(MAKE) --no-print-directory test-passthrough
 	@$(MAKE) --no-print-directory test-fdguard
 	@$(MAKE) --no-print-directory test-integration
+	@$(MAKE) --no-print-directory test-integration-inherited
+	@$(MAKE) --no-print-directory test-rebind
+	@$(MAKE) --no-print-directory test-fresh
 	@$(MAKE) --no-print-directory test-python
 	@$(MAKE) --no-print-directory test-grpc-fork-suite
 	@$(MAKE) --no-print-directory test-embedded

@@ -172,7 +172,7 @@ if [ "$VALGRIND" -eq 1 ]; then
     timeout -k 10 "$LIMIT" env -u LD_PRELOAD GRPC_ENABLE_FORK_SUPPORT=false \
       valgrind --tool=memcheck --trace-children=yes --leak-check=full --errors-for-leak-kinds=definite \
         --error-exitcode=99 --suppressions="$HERE/../integration/valgrind.supp" \
-        --suppressions="$HERE/valgrind.supp" --num-callers=40 \
+        --num-callers=40 \
         --log-file="$dir/memcheck.%p" \
         "$CLIENT" --target "$TARGET" --run vg --cache "$OUT/cache-vg" --deadline-ms 20000 \
       </dev/null >"$OUT/vg.out" 2>"$OUT/vg.err"

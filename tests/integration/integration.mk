@@ -39,6 +39,13 @@ test-integration: $(SHIM) $(ECHO_SERVER) $(FORK_CLIENT) $(CAPI_CLIENT)
 	@$(INTEG_DIR)/run.sh --shim $(SHIM) --server $(ECHO_SERVER) --client $(FORK_CLIENT) \
 	  --capi $(CAPI_CLIENT) --out $(BUILD)/tests/integration
 
+# The same scenarios with the documented alternative, GRPC_FORKSAFE_CHILD_GRPC=inherited:
+# the child keeps the gRPC it inherited, stopped and restarted around the fork.
+.PHONY: test-integration-inherited
+test-integration-inherited: $(SHIM) $(ECHO_SERVER) $(FORK_CLIENT) $(CAPI_CLIENT)
+	@GRPC_FORKSAFE_CHILD_GRPC=inherited $(INTEG_DIR)/run.sh --shim $(SHIM) --server $(ECHO_SERVER) \
+	  --client $(FORK_CLIENT) --capi $(CAPI_CLIENT) --out $(BUILD)/tests/integration-inherited
+
 test-valgrind: $(SHIM) $(ECHO_SERVER) $(FORK_CLIENT) $(CAPI_CLIENT) $(MEMCHECK_CONTROL)
 	@$(INTEG_DIR)/valgrind.sh --shim $(SHIM) --server $(ECHO_SERVER) --client $(FORK_CLIENT) \
 	  --capi $(CAPI_CLIENT) --control $(MEMCHECK_CONTROL) --out $(BUILD)/tests/valgrind
