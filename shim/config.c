@@ -45,6 +45,7 @@ void fs_config_defaults(struct fs_config *cfg)
 	cfg->objects = NULL;
 	cfg->embedded = FS_EMBEDDED_RESET;
 	cfg->child_grpc = FS_CHILD_FRESH;
+	cfg->cache_dir = NULL;
 }
 
 static const char *choice_name(const struct fs_choice *choices, int value)
@@ -188,6 +189,8 @@ void fs_config_load(struct fs_config *cfg, fs_getenv_fn get)
 		cfg->embedded = fs_parse_choice("GRPC_FORKSAFE_EMBEDDED", v, embedded_choices, FS_EMBEDDED_RESET);
 	if ((v = get("GRPC_FORKSAFE_CHILD_GRPC")) != NULL && *v != '\0')
 		cfg->child_grpc = fs_parse_choice("GRPC_FORKSAFE_CHILD_GRPC", v, child_grpc_choices, FS_CHILD_FRESH);
+	if ((v = get("GRPC_FORKSAFE_CACHE_DIR")) != NULL && *v != '\0')
+		cfg->cache_dir = v;
 	if ((v = get("GRPC_FORKSAFE_ALLOW_UNTESTED")) != NULL && *v != '\0')
 		cfg->allow_untested = fs_parse_bool("GRPC_FORKSAFE_ALLOW_UNTESTED", v, false);
 }

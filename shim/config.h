@@ -40,6 +40,7 @@ struct fs_config {
 	const char *objects;  /* GRPC_FORKSAFE_OBJECTS: more objects with gRPC inside */
 	int embedded;         /* enum fs_embedded */
 	int child_grpc;       /* enum fs_child_grpc: GRPC_FORKSAFE_CHILD_GRPC */
+	const char *cache_dir; /* GRPC_FORKSAFE_CACHE_DIR: the children's copies of gRPC; NULL: the default */
 };
 
 /* Long enough for synchronous calls in progress to finish and leave gRPC,

@@ -269,7 +269,8 @@ static bool prepare_locked(void)
 	if (prep.next != NULL && prep.next_gen == gen)
 		return true;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	cs = fs_copyset_load(gen, &(struct fs_copyset_opts){ .core_only = true }, err, sizeof(err));
+	cs = fs_copyset_load(gen, &(struct fs_copyset_opts){ .cache_dir = fs_cfg.cache_dir, .core_only = true }, err,
+			     sizeof(err));
 	if (cs == NULL) {
 		fail("fresh: no private copy of gRPC for this process's children (%s): they get the inherited gRPC "
 		     "and cannot use it",
