@@ -218,15 +218,17 @@ void fs_cqtwin_shutdown(grpc_completion_queue *cq, const struct fs_cq_ops *fresh
 		fresh->shutdown(t);
 }
 
-void fs_cqtwin_destroy(grpc_completion_queue *cq, const struct fs_cq_ops *fresh)
+bool fs_cqtwin_destroy(grpc_completion_queue *cq, const struct fs_cq_ops *fresh)
 {
 	struct queue *q;
 	grpc_completion_queue *gone;
+	bool inherited;
 
 	fs_lock(&lock, FS_LOCK_CQTWIN);
 	wait_for_maker_locked();
 	q = find(cq);
-	if (current == 0 || (q != NULL && q->generation == current))
+	inherited = !(current == 0 || (q != NULL && q->generation == current));
+	if (!inherited)
 		gone = cq;
 	else
 		gone = q != NULL ? q->twin : NULL; /* NULL: no twin was made; nothing to do */
@@ -236,6 +238,7 @@ void fs_cqtwin_destroy(grpc_completion_queue *cq, const struct fs_cq_ops *fresh)
 	free(q);
 	if (gone != NULL && fresh->destroy != NULL)
 		fresh->destroy(gone);
+	return inherited;
 }
 
 void fs_cqtwin_reset(unsigned generation)

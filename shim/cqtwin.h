@@ -58,8 +58,9 @@ void fs_cqtwin_shutdown(grpc_completion_queue *cq, const struct fs_cq_ops *fresh
 
 /* grpc_completion_queue_destroy in a child: destroys a queue made in this
  * generation, or an inherited queue's twin if one was made. The inherited
- * queue itself is dropped: destroying it would run inherited code. */
-void fs_cqtwin_destroy(grpc_completion_queue *cq, const struct fs_cq_ops *fresh);
+ * queue itself is dropped: destroying it would run inherited code. True when
+ * `cq` was inherited (the caller keeps it reachable). */
+bool fs_cqtwin_destroy(grpc_completion_queue *cq, const struct fs_cq_ops *fresh);
 
 /* A new generation. Queues made so far are inherited from now on; the twins
  * made so far belong to an instance whose code must not run here, and are

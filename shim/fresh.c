@@ -430,6 +430,27 @@ static void set_table_ops(void)
 	fs_chantab_set_ops(&o);
 }
 
+/* Objects of the inherited gRPC that the child let go of (a channel or a
+ * queue it destroyed): never freed, since freeing them would run that gRPC's
+ * code, but kept here, so that they stay reachable rather than lost. */
+struct kept {
+	struct kept *next;
+	void *object;
+};
+static struct kept *_Atomic kept;
+
+void fs_fresh_keep(void *object)
+{
+	struct kept *k = malloc(sizeof(*k));
+
+	if (k == NULL)
+		return; /* then it is lost, as it would be anyway */
+	k->object = object;
+	k->next = atomic_load(&kept);
+	while (!atomic_compare_exchange_weak(&kept, &k->next, k))
+		;
+}
+
 grpc_completion_queue *fs_fresh_cq(grpc_completion_queue *cq)
 {
 	if (cur == NULL || cq == NULL)
@@ -447,7 +468,8 @@ void fs_fresh_cq_shutdown(grpc_completion_queue *cq)
 void fs_fresh_cq_destroy(grpc_completion_queue *cq)
 {
 	fs_fresh_switch();
-	fs_cqtwin_destroy(cq, &cq_ops);
+	if (fs_cqtwin_destroy(cq, &cq_ops))
+		fs_fresh_keep(cq);
 }
 
 /* --- the child ----------------------------------------------------------------- */

@@ -48,4 +48,7 @@ grpc_completion_queue *fs_fresh_cq(grpc_completion_queue *cq);
 void fs_fresh_cq_shutdown(grpc_completion_queue *cq);
 void fs_fresh_cq_destroy(grpc_completion_queue *cq);
 
+/* Keeps an object of the inherited gRPC that the child dropped reachable. */
+void fs_fresh_keep(void *object);
+
 #endif

@@ -161,6 +161,8 @@ EXPORT void grpc_channel_destroy(grpc_channel *channel)
 	 * destruction would run the inherited gRPC's code. */
 	if (!(fs_grpc_ensure() && fs_chantab_untrack(channel, fs_generation)))
 		fs_grpc.channel_destroy(channel);
+	else
+		fs_fresh_keep(channel);
 	fs_grpc_leave();
 }
 

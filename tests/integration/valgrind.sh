@@ -33,9 +33,9 @@ SUPP=$HERE/valgrind.supp
                                          generations channel-api channel-args async-cq tls-composite c-channel-api
                                          sync-threads inflight-async inflight-sync-stream)
 # Arguments a scenario gets under memcheck only, and what they change.
-declare -A VG_ARGS=([sync-threads]="--rpcs 20")
-CALLS["sync-threads"]="parent=164 child=4"
-MUST_SAY["sync-threads"]='^parent pid=[0-9]+ RUN:parent-threads: 160 RPCs ok from 8 threads$'
+declare -A VG_ARGS=([sync-threads]="--rpcs 150")
+CALLS["sync-threads"]="parent=1204 child=4"
+MUST_SAY["sync-threads"]='^parent pid=[0-9]+ RUN:parent-threads: 1200 RPCs ok from 8 threads$'
 runnable_scenarios
 
 command -v valgrind >/dev/null || { echo "FAIL valgrind: not installed"; summary; exit 1; }
