@@ -96,8 +96,12 @@ static struct {
 } prep;
 
 /* In a child: the copies its gRPC is, what its stubs lead to, and whether
- * they still wait for their first use. */
+ * they still wait for their first use. The sets of earlier generations stay
+ * loaded (code of theirs may never run again, but unloading them is not
+ * something they support); their records are kept with them. */
 static struct fs_copyset *cur;
+static struct fs_copyset *ancestors[256];
+static unsigned nancestors;
 static uintptr_t cur_target[FS_STUBS];
 static atomic_bool pending;
 static pthread_mutex_t switch_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -496,6 +500,8 @@ void fs_fresh_child(void)
 	/* A parent that never used its copies hands them on as they are. */
 	if (atomic_load(&pending))
 		return;
+	if (cur != NULL && nancestors < sizeof(ancestors) / sizeof(ancestors[0]))
+		ancestors[nancestors++] = cur;
 	cur = prep.next;
 	prep.next = NULL;
 	memcpy(cur_target, prep.next_target, sizeof(cur_target));
