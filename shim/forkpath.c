@@ -261,6 +261,8 @@ static void log_nested(const char *who)
 
 void fs_fork_prepare(void)
 {
+	bool fresh;
+
 	/* Inside the shim's locked code or fork path: a signal handler's fork. */
 	if (fs_locks_held != 0 || nested_hooks > 0) {
 		nested_forks++;
@@ -278,16 +280,16 @@ void fs_fork_prepare(void)
 	/* Before any lock: the first fork of a generation loads the children's
 	 * fresh gRPC here (fresh.c), the one step of a fork that may take
 	 * milliseconds and allocate. Later forks find it done. */
-	if (rec.acts && fs_cfg.child_grpc == FS_CHILD_FRESH && fs_grpc_state() == FS_GRPC_ACTIVE &&
-	    fs_fresh_wanted())
+	fresh = rec.acts && fs_cfg.child_grpc == FS_CHILD_FRESH;
+	if (fresh && fs_grpc_state() == FS_GRPC_ACTIVE && fs_fresh_wanted())
 		rec.core = fs_fresh_prepare() ? CORE_FRESH : CORE_FRESH_FAILED;
 	pthread_mutex_lock(&fork_lock);
 	/* gRPC code the thread is in the middle of may hold any of gRPC's locks,
 	 * and core's prefork would refuse anyway: gRPC is not touched. With a
 	 * fresh gRPC for the child, nothing of gRPC runs at all: whatever its
 	 * threads are doing cannot matter to the child. */
-	if (rec.core == CORE_FRESH || rec.core == CORE_FRESH_FAILED)
-		;
+	if (fresh)
+		; /* CORE_FRESH, CORE_FRESH_FAILED, or gRPC not in use: nothing to prepare */
 	else if (rec.acts && fs_grpc_inside())
 		rec.core = CORE_FORKER_INSIDE;
 	else if (rec.acts)

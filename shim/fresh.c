@@ -100,7 +100,7 @@ static struct {
  * loaded (code of theirs may never run again, but unloading them is not
  * something they support); their records are kept with them. */
 static struct fs_copyset *cur;
-static struct fs_copyset *ancestors[256];
+static struct fs_copyset *volatile ancestors[256]; /* volatile: only ever written */
 static unsigned nancestors;
 static uintptr_t cur_target[FS_STUBS];
 static atomic_bool pending;

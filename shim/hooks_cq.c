@@ -31,7 +31,8 @@ EXPORT grpc_event grpc_completion_queue_next(grpc_completion_queue *cq, gpr_time
 	/* A child's fresh gRPC waits on the twin of a queue made before the fork. */
 	if (__builtin_expect(fs_generation != 0, 0))
 		cq = fs_fresh_cq(cq);
-	if (!fs_grpc_protects() || (w = fs_quiesce_self()) == NULL || fs_quiesce_wake_channel() == NULL) {
+	if (!fs_grpc_protects() || !fs_quiesce_on || (w = fs_quiesce_self()) == NULL ||
+	    fs_quiesce_wake_channel() == NULL) {
 		if (fs_grpc.cq_next == NULL)
 			return missing("grpc_completion_queue_next");
 		if (__builtin_expect(fs_cfg.mode == FS_MODE_AUDIT, 0))
@@ -63,7 +64,7 @@ EXPORT grpc_event grpc_completion_queue_pluck(grpc_completion_queue *cq, void *t
 
 	if (__builtin_expect(fs_generation != 0, 0))
 		cq = fs_fresh_cq(cq);
-	if (__builtin_expect(!fs_grpc_protects() || (w = fs_quiesce_self()) == NULL, 0)) {
+	if (!fs_grpc_protects() || !fs_quiesce_on || (w = fs_quiesce_self()) == NULL) {
 		if (fs_grpc.cq_pluck == NULL)
 			return missing("grpc_completion_queue_pluck");
 		if (__builtin_expect(fs_cfg.mode == FS_MODE_AUDIT, 0))
@@ -82,7 +83,7 @@ EXPORT void grpc_completion_queue_shutdown(grpc_completion_queue *cq)
 		fs_fresh_cq_shutdown(cq);
 		return;
 	}
-	if (fs_grpc_ensure())
+	if (fs_grpc_ensure() && fs_quiesce_on)
 		fs_quiesce_note_shutdown(cq);
 	if (fs_grpc.cq_shutdown != NULL)
 		FS_IN_GRPC_VOID(fs_grpc.cq_shutdown(cq));
@@ -103,12 +104,10 @@ static void forget_queue(grpc_completion_queue *cq)
 EXPORT void grpc_completion_queue_destroy(grpc_completion_queue *cq)
 {
 	if (__builtin_expect(fs_generation != 0, 0) && fs_fresh_in_child()) {
-		if (fs_grpc_ensure())
-			fs_quiesce_note_destroy(cq);
 		fs_fresh_cq_destroy(cq);
 		return;
 	}
-	if (fs_grpc_ensure())
+	if (fs_grpc_ensure() && fs_quiesce_on)
 		fs_quiesce_note_destroy(cq);
 	if (cq != NULL && fs_grpc_protects())
 		forget_queue(cq);

@@ -114,7 +114,9 @@ static void grpc_once_init(void)
 		return;
 	/* Before any thread can wait in gRPC: every hook that lets one wait
 	 * has come through here first. */
-	fs_quiesce_init();
+	fs_quiesce_on = fs_cfg.child_grpc == FS_CHILD_INHERITED;
+	if (fs_quiesce_on)
+		fs_quiesce_init();
 	/* Core reads GRPC_ENABLE_FORK_SUPPORT once, in its first grpc_init; setting
 	 * the override through Fork::Enable leaves the environment (and so child
 	 * programs and grpcio's own fork handling) untouched. A user's explicit

@@ -203,6 +203,8 @@ static bool under_seccomp_filter(void)
 	return *line != '0';
 }
 
+bool fs_quiesce_on;
+
 void fs_quiesce_init(void)
 {
 	long cmds;

@@ -44,6 +44,12 @@ extern __thread struct waiter *fs_quiesce_me FS_HIDDEN __attribute__((tls_model(
  * any thread can wait in gRPC through the hooks. */
 void fs_quiesce_init(void);
 
+/* Whether forks quiesce at all: only when the child keeps the inherited gRPC
+ * (GRPC_FORKSAFE_CHILD_GRPC=inherited). Set once, before any thread can wait
+ * in gRPC; with a fresh gRPC in the child the completion-queue hooks skip the
+ * bookkeeping altogether. */
+extern bool fs_quiesce_on FS_HIDDEN;
+
 /* This thread's record; NULL if out of memory. Not for the fork path. */
 struct waiter *fs_quiesce_self_slow(void);
 static inline struct waiter *fs_quiesce_self(void)
