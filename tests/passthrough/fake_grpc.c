@@ -6,9 +6,12 @@
  * pass-through, and the channel "handles" are plain addresses, so the program
  * can tell whether its child's calls were redirected.
  */
+#define _GNU_SOURCE
+#include <dlfcn.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <grpc/grpc.h>
 
@@ -46,7 +49,13 @@ grpc_call *grpc_channel_create_call(grpc_channel *channel, grpc_call *parent_cal
 				    grpc_completion_queue *completion_queue, grpc_slice method,
 				    const grpc_slice *host, gpr_timespec deadline, void *reserved)
 {
-	printf("call on channel %d\n", (int)((char *)channel - channels));
+	Dl_info self;
+	const char *name = dladdr(channels, &self) && self.dli_fname != NULL ? self.dli_fname : "?";
+
+	/* Which instance made the call: the installed library, or a private
+	 * copy of it a child runs (its file name differs). */
+	printf("call on channel %d of %s\n", (int)((char *)channel - channels),
+	       strrchr(name, '/') != NULL ? strrchr(name, '/') + 1 : name);
 	fflush(stdout);
 	return NULL;
 }

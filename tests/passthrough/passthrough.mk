@@ -9,7 +9,7 @@ $(PT)/missing/libgrpc.so.29: tests/passthrough/fake_grpc.c
 
 $(PT)/untested/libgrpc.so.29: tests/passthrough/fake_grpc.c
 	@mkdir -p $(@D)
-	$(CC) $(PT_CFLAGS) -DUNTESTED_VERSION -shared -fPIC -Wl,-soname,libgrpc.so.29 -o $@ $<
+	$(CC) $(PT_CFLAGS) -DUNTESTED_VERSION -shared -fPIC -Wl,-soname,libgrpc.so.29 -o $@ $< -ldl
 
 $(PT)/fork-once: tests/passthrough/fork_once.c $(PT)/missing/libgrpc.so.29
 	$(CC) $(PT_CFLAGS) -o $@ $< $(PT)/missing/libgrpc.so.29

@@ -67,14 +67,27 @@ if same_as_without untested; then
 fi
 
 # ... unless the user opts in: then the shim acts (which shows the checks above
-# can tell acting from not acting): core's hooks run and the child's call goes
-# to a replacement channel.
+# can tell acting from not acting). By default the child gets a fresh gRPC:
+# its call goes to a channel made in a private copy of the library (whose
+# channel numbers start again at 0), and core's fork hooks are not run.
 run optin "$dir/untested" "$shim" GRPC_FORKSAFE_ALLOW_UNTESTED=1 -- "$dir/fork-once"
-if grep -q 'fake: grpc_prefork called' "$tmp/optin.err" && grep -q 'fake: channel argument forksafe.generation' "$tmp/optin.err" &&
-	[ "$(head -1 "$tmp/optin.out")" = "call on channel 1" ] && [ "$(cat "$tmp/optin.rc")" = 0 ]; then
-	pass "GRPC_FORKSAFE_ALLOW_UNTESTED=1: the shim acts"
+if ! grep -q 'fake: grpc_prefork called' "$tmp/optin.err" && grep -q 'fake: channel argument forksafe.generation' "$tmp/optin.err" &&
+	[ "$(head -1 "$tmp/optin.out")" = "call on channel 0 of g01grpc.so.29" ] && [ "$(cat "$tmp/optin.rc")" = 0 ]; then
+	pass "GRPC_FORKSAFE_ALLOW_UNTESTED=1: the shim acts; the child's call reaches its private copy"
 else
 	fail "GRPC_FORKSAFE_ALLOW_UNTESTED=1" "out: $(paste -sd'|' "$tmp/optin.out") err: $(paste -sd'|' "$tmp/optin.err")"
+fi
+# With the inherited gRPC, core's hooks run and the call goes to a
+# replacement channel made in the same library.
+run optin-inherited "$dir/untested" "$shim" GRPC_FORKSAFE_ALLOW_UNTESTED=1 GRPC_FORKSAFE_CHILD_GRPC=inherited -- "$dir/fork-once"
+if grep -q 'fake: grpc_prefork called' "$tmp/optin-inherited.err" &&
+	grep -q 'fake: channel argument forksafe.generation' "$tmp/optin-inherited.err" &&
+	[ "$(head -1 "$tmp/optin-inherited.out")" = "call on channel 1 of libgrpc.so.29" ] &&
+	[ "$(cat "$tmp/optin-inherited.rc")" = 0 ]; then
+	pass "GRPC_FORKSAFE_ALLOW_UNTESTED=1 GRPC_FORKSAFE_CHILD_GRPC=inherited: the shim acts"
+else
+	fail "GRPC_FORKSAFE_ALLOW_UNTESTED=1 GRPC_FORKSAFE_CHILD_GRPC=inherited" \
+		"out: $(paste -sd'|' "$tmp/optin-inherited.out") err: $(paste -sd'|' "$tmp/optin-inherited.err")"
 fi
 
 summary pass-through
