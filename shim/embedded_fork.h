@@ -1,0 +1,26 @@
+/* Core's fork handlers inside an embedded gRPC (grpcio), run again while
+ * another thread is inside gRPC (embedded_fork.c). */
+#ifndef FORKSAFE_EMBEDDED_FORK_H
+#define FORKSAFE_EMBEDDED_FORK_H
+
+/* What core's prepare handler, compiled into grpcio, did at the last fork of
+ * this thread. */
+enum fs_embedded_core {
+	FS_EMBEDDED_CORE_UNKNOWN, /* not run through the shim, or not named by the Python layer */
+	FS_EMBEDDED_CORE_RAN,     /* it stopped core's threads: the child's core is reset */
+	FS_EMBEDDED_CORE_SKIPPED, /* a thread stayed inside gRPC until the bound */
+	FS_EMBEDDED_CORE_IDLE,    /* gRPC holds no descriptor: not initialised, nothing to reset */
+};
+
+struct fs_embedded_core_outcome {
+	enum fs_embedded_core what;
+	unsigned attempts; /* calls of core's prepare handler */
+	long waited_ms;    /* from the first call to the last */
+};
+
+/* The outcome of this thread's last fork, and forgets it: the fork path
+ * (forkpath.c) takes it once for its log lines. Core's prepare handler,
+ * registered after the shim's, runs before the shim's own. */
+struct fs_embedded_core_outcome fs_embedded_core_take(void);
+
+#endif
