@@ -44,7 +44,6 @@
 #include "embedded_fork.h"
 
 #include <dlfcn.h>
-#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -53,21 +52,13 @@
 
 #include "config.h"
 #include "fdreg.h"
-#include "init.h"
-#include "libc.h"
 #include "log.h"
 #include "owner.h"
-
-#define EXPORT __attribute__((visibility("default")))
-
-typedef void (*handler_fn)(void);
-typedef int (*register_fn)(handler_fn, handler_fn, handler_fn, void *);
-typedef int (*join_fn)(pthread_t, void **);
 
 /* One registration of an embedded gRPC's handlers. Filled before the
  * trampolines are handed to libc, never changed afterwards. */
 struct slot {
-	handler_fn prepare, parent, child;
+	fs_atfork_fn prepare, parent, child;
 	const void *object; /* load address of the object that holds them */
 	unsigned index;     /* how many of that object's registrations came before */
 };
@@ -91,9 +82,6 @@ static _Atomic unsigned core_index;
 /* Whether a skipped prepare is worth calling again: not while a thread that
  * never leaves gRPC (grpc.aio's poller) is running, as the layer tells. */
 static atomic_bool core_retry = true;
-
-static _Atomic register_fn real_register;
-static _Atomic join_fn real_join;
 
 /* Joins made by this thread while it runs core's prepare handler. */
 static __thread bool in_core_prepare __attribute__((tls_model("initial-exec")));
@@ -198,7 +186,7 @@ TRAMPOLINES(6)
 TRAMPOLINES(7)
 
 static const struct {
-	handler_fn prepare, parent, child;
+	fs_atfork_fn prepare, parent, child;
 } trampolines[NSLOTS] = {
 #define T(i) { prepare_##i, parent_##i, child_##i }
 	T(0), T(1), T(2), T(3), T(4), T(5), T(6), T(7),
@@ -221,7 +209,7 @@ static bool capturing(void)
 }
 
 /* Returns the slot for this registration, or -1: passed on unchanged. */
-static int capture(handler_fn prepare, handler_fn parent, handler_fn child)
+static int capture(fs_atfork_fn prepare, fs_atfork_fn parent, fs_atfork_fn child)
 {
 	const void *object = embedded_object((const void *)(prepare != NULL ? prepare : parent != NULL ? parent : child));
 	int slot = -1;
@@ -244,78 +232,42 @@ static int capture(handler_fn prepare, handler_fn parent, handler_fn child)
 	return slot;
 }
 
-/* What pthread_atfork() calls (glibc links pthread_atfork into each object
- * as a stub that names the object's __dso_handle), so grpcio's calls land
- * here. */
-EXPORT int __register_atfork(handler_fn prepare, handler_fn parent, handler_fn child, void *dso);
-EXPORT int __register_atfork(handler_fn prepare, handler_fn parent, handler_fn child, void *dso)
+bool fs_embedded_fork_register(fs_atfork_fn handlers[3])
 {
-	register_fn reg = atomic_load_explicit(&real_register, memory_order_relaxed);
-	int slot = -1;
+	int slot;
 
-	if (__builtin_expect(reg == NULL, 0)) {
-		*(void **)&reg = fs_next_symbol("__register_atfork");
-		if (reg == NULL)
-			return -1; /* ENOMEM, as glibc reports a failed registration */
-		atomic_store_explicit(&real_register, reg, memory_order_relaxed);
-	}
-	/* The shim's own registration comes from inside its set-up. */
-	if (!fs_owner_is_self((const void *)(prepare != NULL ? prepare : parent != NULL ? parent : child))) {
-		fs_ensure_init();
-		if (capturing())
-			slot = capture(prepare, parent, child);
-	}
-	if (slot < 0)
-		return reg(prepare, parent, child, dso);
+	if (!capturing() || (slot = capture(handlers[0], handlers[1], handlers[2])) < 0)
+		return false;
 	fs_log(FS_DEBUG, "embedded gRPC's fork handlers #%u registered through the shim", slots[slot].index);
-	return reg(prepare != NULL ? trampolines[slot].prepare : NULL, parent != NULL ? trampolines[slot].parent : NULL,
-		   child != NULL ? trampolines[slot].child : NULL, dso);
+	if (handlers[0] != NULL)
+		handlers[0] = trampolines[slot].prepare;
+	if (handlers[1] != NULL)
+		handlers[1] = trampolines[slot].parent;
+	if (handlers[2] != NULL)
+		handlers[2] = trampolines[slot].child;
+	return true;
 }
 
-/* Counts the joins of core's prepare handler (see above). */
-EXPORT int pthread_join(pthread_t thread, void **result);
-EXPORT int pthread_join(pthread_t thread, void **result)
+void fs_embedded_fork_joining(void)
 {
-	join_fn join = atomic_load_explicit(&real_join, memory_order_relaxed);
-
-	if (__builtin_expect(join == NULL, 0)) {
-		*(void **)&join = fs_next_symbol("pthread_join");
-		if (join == NULL)
-			return ENOSYS;
-		atomic_store_explicit(&real_join, join, memory_order_relaxed);
-	}
 	if (in_core_prepare)
 		core_joins++;
-	return join(thread, result);
 }
 
-/* Called by the Python layer (grpc_forksafe_fork.py) once it has checked
- * grpcio's version: the registration numbered `index` (from 0) of the object
- * that holds `in_object` is core's grpc_prefork, grpc_postfork_parent and
- * grpc_postfork_child. Returns 1 if the shim will call core's prepare
- * handler again while it skips itself, 0 if not (a policy other than
- * `reset`, or not an embedded gRPC object). */
-EXPORT int grpc_forksafe_embedded_core_handlers(const void *in_object, unsigned index);
-EXPORT int grpc_forksafe_embedded_core_handlers(const void *in_object, unsigned index)
+bool fs_embedded_fork_name_core(const void *in_object, unsigned index)
 {
 	const void *object;
 
-	fs_ensure_init();
 	if (!capturing() || (object = embedded_object(in_object)) == NULL)
-		return 0;
+		return false;
 	atomic_store_explicit(&core_index, index, memory_order_relaxed);
 	atomic_store_explicit(&core_object, object, memory_order_release);
 	fs_log(FS_DEBUG, "embedded gRPC: its fork handlers #%u are core's; run again while they skip themselves",
 	       index);
-	return 1;
+	return true;
 }
 
-/* Called by the Python layer before each fork: 0 while a thread of grpcio's
- * stays inside gRPC for good (grpc.aio's poller waits there with no
- * deadline), so that a skipped prepare is not called again for nothing until
- * the bound; 1 otherwise. */
-EXPORT void grpc_forksafe_embedded_core_retry(int retry);
-EXPORT void grpc_forksafe_embedded_core_retry(int retry)
+void fs_embedded_fork_retry(bool retry)
 {
-	atomic_store_explicit(&core_retry, retry != 0, memory_order_relaxed);
+	atomic_store_explicit(&core_retry, retry, memory_order_relaxed);
 }
