@@ -42,6 +42,7 @@
 #include "chantab.h"
 #include "execctx.h"
 #include "config.h"
+#include "embedded_fork.h"
 #include "fdreg.h"
 #include "cqtwin.h"
 #include "credrec.h"
@@ -85,6 +86,9 @@ struct fork_record {
 	size_t calls;
 	unsigned generation;
 	int core_block; /* -1 not called, 0 refused, 1 blocked */
+	/* gRPC compiled into grpcio: what its core's prepare handler did
+	 * (embedded_fork.c); it runs before the shim's own. */
+	struct fs_embedded_core_outcome embedded_core;
 	struct fs_audit_fork audit; /* mode audit: what else the child inherits */
 };
 
@@ -218,16 +222,40 @@ static const char *core_words(enum core_outcome c)
 	case CORE_NOT_IN_USE:
 		break;
 	}
-	if (rec.embedded_fds > 0)
-		return "gRPC compiled into the program: inherited descriptors guarded, its own fork handling left to it";
+	if (rec.embedded_fds > 0) {
+		switch (rec.embedded_core.what) {
+		case FS_EMBEDDED_CORE_RAN:
+			return "gRPC compiled into the program: inherited descriptors guarded, its core's fork handlers ran";
+		case FS_EMBEDDED_CORE_SKIPPED:
+			return "gRPC compiled into the program: inherited descriptors guarded; its core's fork handlers "
+			       "SKIPPED: a thread stayed inside gRPC; the child cannot use gRPC";
+		default:
+			return "gRPC compiled into the program: inherited descriptors guarded, its own fork handling left "
+			       "to it";
+		}
+	}
 	return "gRPC not initialised";
+}
+
+/* How many tries core's prepare handler inside grpcio took, when more than one. */
+static void log_embedded_retries(void)
+{
+	const struct fs_embedded_core_outcome *o = &rec.embedded_core;
+
+	if (o->what != FS_EMBEDDED_CORE_UNKNOWN && o->attempts > 1)
+		fs_log(o->what == FS_EMBEDDED_CORE_SKIPPED ? FS_WARN : FS_INFO,
+		       "fork: core's fork handlers inside grpcio: %u tries in %ld ms (another thread was inside "
+		       "gRPC)%s",
+		       o->attempts, o->waited_ms,
+		       o->what == FS_EMBEDDED_CORE_SKIPPED ? "; gave up (GRPC_FORKSAFE_QUIESCE_MS)" : "");
 }
 
 /* warn when core could not prepare; info for a fork of a gRPC process; debug
  * for a process that does not use gRPC (a shell, say, under the wrapper). */
 static enum fs_level fork_level(void)
 {
-	if (rec.core != CORE_RAN && rec.core != CORE_NOT_IN_USE && rec.core != CORE_FRESH)
+	if ((rec.core != CORE_RAN && rec.core != CORE_NOT_IN_USE && rec.core != CORE_FRESH) ||
+	    rec.embedded_core.what == FS_EMBEDDED_CORE_SKIPPED)
 		return FS_WARN;
 	return rec.core == CORE_NOT_IN_USE && rec.channels == 0 && rec.grpc_fds == 0 ? FS_DEBUG : FS_INFO;
 }
@@ -237,6 +265,8 @@ static void log_parent(pid_t child)
 	enum fs_level level = fork_level();
 	char who[48];
 
+	if (rec.acts)
+		log_embedded_retries();
 	if (!rec.acts)
 		level = FS_WARN; /* audit: only forks that carry gRPC state across get a line */
 	if ((int)level > fs_log_level)
@@ -272,6 +302,7 @@ void fs_fork_prepare(void)
 	}
 	rec.active = fs_forkpath_active();
 	rec.log_pending = false;
+	rec.embedded_core = fs_embedded_core_take();
 	if (!rec.active)
 		return;
 	fs_lock_mark(FS_LOCK_FORK); /* until this fork's parent or child step ends */

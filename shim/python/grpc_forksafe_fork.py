@@ -23,7 +23,13 @@ runs from os.register_at_fork instead:
                   as grpcio would (grpc_forksafe_channels.py).
 Nothing waits for core to shut down: a server object or a stuck call cannot
 end the child. gRPC core's own fork handlers (in C, compiled into grpcio)
-still run, and the child goes on with the core they reset.
+still run, and the child goes on with the core they reset. Core's prepare
+handler skips itself (and leaves a child whose gRPC cannot work) when another
+thread is inside gRPC at that instant, as a thread reading a stream often is;
+the shim calls it again until it runs (shim/embedded_fork.c), once told here
+which of grpcio's fork handlers are core's; before each fork it is told
+whether grpc.aio's poller thread, which never leaves core, makes that
+pointless.
 
 Only for the grpcio this was written against, 1.51.x, with every name used
 here present; otherwise nothing is changed and grpcio's handlers work as
@@ -39,6 +45,11 @@ PAUSE_S = 5
 # first fork grpcio's own period (1 s) is kept: a process that never forks
 # pays nothing.
 SERVER_POLL_S = 0.1
+
+# grpcio 1.51's first grpc_init registers the EventEngine's fork handlers,
+# then core's (do_basic_init, src/core/lib/surface/init.cc): core's are the
+# second registration of grpcio's extension module.
+CORE_HANDLERS_INDEX = 1
 
 _WARN, _INFO, _DEBUG = 1, 2, 3
 _FORK_STATE_NAMES = ("fork_in_progress_condition", "fork_in_progress", "postfork_states_to_reset",
@@ -85,6 +96,9 @@ class ForkHandling:
         self._servers = _ServerThreads()
         self._forks = 0  # in progress, from any thread
         self._paused = True  # whether the last fork's threads all paused
+        # The shim's switch for calling core's prepare handler again, once it
+        # knows which handler that is.
+        self._core_retry = None
 
     def take_over(self):
         """True if grpcio's own handlers will not be installed."""
@@ -95,7 +109,44 @@ class ForkHandling:
             state.fork_handler_registered = True
         os.register_at_fork(before=self._before, after_in_parent=self._after_in_parent,
                             after_in_child=self._after_in_child)
+        self._name_core_handlers()
         return True
+
+    def _name_core_handlers(self):
+        """Tells the shim which of grpcio's fork handlers are core's (see the
+        module's doc). Before grpcio's first grpc_init, which registers them."""
+        try:
+            import ctypes
+            shim = ctypes.CDLL(None)
+            name = shim.grpc_forksafe_embedded_core_handlers
+            name.argtypes = (ctypes.c_void_p, ctypes.c_uint)
+            name.restype = ctypes.c_int
+            retry = shim.grpc_forksafe_embedded_core_retry
+            retry.argtypes = (ctypes.c_int,)
+            retry.restype = None
+            # Any address inside grpcio's extension module names it.
+            module = ctypes.cast(ctypes.CDLL(self._cygrpc.__file__).PyInit_cygrpc, ctypes.c_void_p).value
+            named = name(module, CORE_HANDLERS_INDEX) == 1
+        except (ImportError, OSError, AttributeError, TypeError) as exc:
+            self._log(_INFO, "core's fork handlers in grpcio are run once only: %s: %s" % (type(exc).__name__, exc))
+            return
+        if not named:
+            self._log(_INFO, "core's fork handlers in grpcio are run once only: the shim declined")
+            return
+        self._core_retry = retry
+
+    def _aio_polling(self):
+        """True while grpc.aio's poller thread runs: it waits inside gRPC core
+        with no deadline, so core's prepare handler skips itself however
+        often it is called."""
+        poller = getattr(self._cygrpc, "PollerCompletionQueue", None)
+        if poller is None:
+            return False
+        for thread in threading.enumerate():
+            owner = getattr(getattr(thread, "_target", None), "__self__", None)
+            if isinstance(owner, poller):
+                return True
+        return False
 
     def patch_server(self, module):
         """grpc._server (module): each server's polling thread waits at a
@@ -143,6 +194,8 @@ class ForkHandling:
         if not state.active_thread_count.await_zero_threads(PAUSE_S):
             self._paused = False
             self._log(_INFO, "grpcio's threads did not pause within %d s; forking all the same" % PAUSE_S)
+        if self._core_retry is not None:
+            self._core_retry(0 if self._aio_polling() else 1)
 
     def _after_in_parent(self):
         state = self._cygrpc._fork_state

@@ -9,9 +9,9 @@
 #
 # Then a second table: the busy patterns of tests/python/run.sh (a channel
 # used before the fork, a child that forks again, a thread reading a stream
-# at the fork, a process running a grpc.server forking quiet, preexec_fn and
-# client children), M runs each per setting, counted as ok (exit status 0),
-# failed or hung.
+# at the fork (waiting in Python, or inside gRPC), a process running a
+# grpc.server forking quiet, preexec_fn and client children), M runs each per
+# setting, counted as ok (exit status 0), failed or hung.
 #
 # Usage: tests/python/measure-policies.sh [--runs N] [--pattern-runs M] [--build DIR]
 #   (`make measure-python` builds what it needs and runs it)
@@ -125,6 +125,7 @@ echo
 echo "Busy patterns, $PATTERN_RUNS runs per setting: ok/failed/hung"
 printf '%-18s %12s %12s %12s %12s\n' pattern plain shim-reset shim-guard fork+native
 for p in "used:inherit_client.py used" "nested:inherit_client.py nested" "stream:stream_client.py --messages 20" \
+	"stream-in-core:stream_client.py --single-threaded --interval-ms 200 --messages 10" \
 	"server-quiet:serving_client.py quiet" "server-preexec:serving_client.py preexec" \
 	"server-new:serving_client.py new" "server-inherited:serving_client.py inherited"; do
 	name=${p%%:*} cmd=${p#*:}

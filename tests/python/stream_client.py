@@ -5,12 +5,20 @@ thread starts a multiprocessing child (start method 'fork'), which makes RPCs
 on a new channel of its own. Then the parent waits for the child, for the
 stream's end, and makes one more RPC on its channel.
 
-Usage: stream_client.py TARGET [--messages N] [--interval-ms MS]
+With --single-threaded the parent's channel reads the stream with grpcio's
+experimental single-threaded unary-stream option: the reading thread itself
+waits inside gRPC core for each message (200 ms at a time), so it is inside
+gRPC at the fork, where gRPC core's fork handlers skip themselves. Without
+it the reading thread waits in Python for grpcio's channel thread, and is
+inside gRPC only while it asks for the next message, which the event that
+ends the fork's pause (grpcio's channel thread handing on a message) makes
+likely.
+
+Usage: stream_client.py TARGET [--messages N] [--interval-ms MS] [--single-threaded]
 Exit status: 0 only if the stream delivered every message and ended with OK
 and the parent's last RPC succeeded: what the parent is promised. The child's
-outcome is printed, not judged: grpcio's own fork handling, which the shim
-turns on, does not support a thread inside gRPC at the fork, and its child
-may hang (it is then killed).
+outcome is printed, for the caller to judge: without fork handling its
+first RPC fails or hangs (it is then killed).
 """
 import argparse
 import multiprocessing
@@ -20,6 +28,7 @@ import threading
 import time
 
 import grpc
+import grpc.experimental
 
 import echo_calls
 import echo_pb2
@@ -69,19 +78,23 @@ def main():
     ap.add_argument("target")
     ap.add_argument("--messages", type=int, default=20)
     ap.add_argument("--interval-ms", type=int, default=50)
+    ap.add_argument("--single-threaded", action="store_true")
     args = ap.parse_args()
 
-    channel = grpc.insecure_channel(args.target)
+    options = [(grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1)] if args.single_threaded else []
+    channel = grpc.insecure_channel(args.target, options=options)
     echo = echo_calls.stub(channel)
     reader = StreamReader(echo, args.messages, args.interval_ms)
     reader.start()
     if not reader.first.wait(echo_calls.DEADLINE_S * 5):
         print("parent: the stream's first message did not come", flush=True)
         return 1
-    print("%s: %d message(s) in; forking" % (echo_calls.head("parent", "stream in flight"), reader.received),
-          flush=True)
+    print("%s: %d message(s) in" % (echo_calls.head("parent", "stream in flight"), reader.received), flush=True)
     proc = multiprocessing.get_context("fork").Process(target=child, args=(args.target,))
+    # Around the fork, so that a run that hangs inside os.fork() shows it.
+    print(echo_calls.head("parent", "forking"), flush=True)
     proc.start()
+    print(echo_calls.head("parent", "forked"), flush=True)
     echo_calls.join_child(proc, CHILD_RPCS * echo_calls.DEADLINE_S + 3)
     reader.join(args.messages * args.interval_ms / 1e3 + 15)
     stream_ok = not reader.is_alive() and reader.outcome == "OK" and reader.received == args.messages

@@ -1,7 +1,7 @@
 # Criterion unit tests of the shim's modules, built with ASan and UBSan. The
 # hooks themselves (hooks_*.c, init.c) are left out: these binaries call the
 # modules directly and interpose nothing.
-UNIT_MODULES := log config audit libc owner symranges fdident fdreg chanargs chantab calls stats quiesce execctx forkpath forkables grpclib experiments threads elfcopy copyset credrec cqtwin rebind fresh
+UNIT_MODULES := log config audit libc owner symranges fdident fdreg chanargs chantab calls stats quiesce execctx forkpath forkables grpclib experiments threads embedded_fork elfcopy copyset credrec cqtwin rebind fresh
 UNIT_CFLAGS  := -O1 -g -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Ishim \
                 -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
                 $(shell pkg-config --cflags grpc 2>/dev/null)
