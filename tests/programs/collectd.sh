@@ -5,8 +5,9 @@
 # nonstop for 10 s while collectd runs, once without the shim and once with
 # it. With the shim, collectd must fork as often as without it, every query
 # must succeed, nothing of the shim may appear in collectd's output, and the
-# shim (logging at info into a file) must have handled every fork with core's
-# handlers run.
+# shim (logging at info into a file) must have handled every fork: by
+# default without running any gRPC code (the child gets a fresh gRPC), with
+# GRPC_FORKSAFE_CHILD_GRPC=inherited with core's handlers run.
 #
 # Usage: collectd.sh --shim SO --out DIR
 # Environment: FORKSAFE_COLLECTD_SECONDS, how long the client queries (10).
@@ -131,8 +132,16 @@ problems=""
 [ "$RUNS" -ge $((stock_runs - 1)) ] || problems+="$RUNS probe runs, against $stock_runs without the shim; "
 n=$(cat "$OUT/shim.out" "$OUT/shim.err" | grep -c "grpc-forksafe")
 [ "$n" -eq 0 ] || problems+="$n lines of the shim in collectd's output; "
-forks=$(grep -cE "grpc-forksafe: info: fork: child [0-9]+ is generation 1; .*core fork handlers ran" "$OUT/shim.log")
-[ "$forks" -ge "$RUNS" ] || problems+="the shim handled $forks forks with core's handlers run, for $RUNS probe runs; "
+# Each fork for the probe must have been handled: by default the child gets a
+# fresh gRPC and nothing of gRPC runs at the fork; with the inherited gRPC,
+# core's handlers must have run.
+if [ "${GRPC_FORKSAFE_CHILD_GRPC:-fresh}" = fresh ]; then
+  handled='the child gets a fresh gRPC of its own'
+else
+  handled='core fork handlers ran'
+fi
+forks=$(grep -cE "grpc-forksafe: info: fork: child [0-9]+ is generation 1; .*$handled" "$OUT/shim.log")
+[ "$forks" -ge "$RUNS" ] || problems+="the shim handled $forks forks saying '$handled', for $RUNS probe runs; "
 n=$(grep -cE "grpc-forksafe: (warn|error):" "$OUT/shim.log")
 [ "$n" -eq 0 ] || problems+="the shim logged $n warn or error lines; "
 name="with the shim, collectd forks as often ($RUNS runs against $stock_runs, $QUERIES), quietly"
