@@ -74,13 +74,13 @@ p+=$(check_connections_per_pid "$RUN" "$SCENARIO_LOG")
 verdict "fork-storm: the server saw every call (${calls:-?}), each process on its own connections" "$p"
 
 n_fork=$(count_shim_lines "fork: child" "$err")
-n_ran=$(count_shim_lines "fork: child .*core fork handlers ran" "$err")
+n_ran=$(count_shim_lines "fork: child .*$CORE_RAN_WORDS" "$err")
 n_quiesce=$(count_shim_lines "quiesce:" "$err")
 p=""
 [ "$n_fork" -eq "$FORKS_N" ] || p+="shim logged 'fork: child' $n_fork times for $FORKS_N forks; "
-[ "$n_ran" -eq "$FORKS_N" ] || p+="core fork handlers ran at $n_ran of $FORKS_N forks; "
+[ "$n_ran" -eq "$FORKS_N" ] || p+="the fork line said '$CORE_RAN_WORDS' at $n_ran of $FORKS_N forks; "
 [ "$n_quiesce" -eq 0 ] || p+="the shim gave up waiting for threads $n_quiesce times: $(grep -m1 'grpc-forksafe: warn: quiesce:' "$err"); "
-verdict "fork-storm: the shim saw $FORKS_N forks and ran core's fork handlers at each" "$p"
+verdict "fork-storm: the shim saw $FORKS_N forks and each said '$CORE_RAN_WORDS'" "$p"
 
 leftovers=$(reap_leftovers "$out" "$err")
 p=""
