@@ -99,6 +99,11 @@ EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *attr, void *(
 	 * unrelated thread. */
 	if (__builtin_expect(!fs_threads_take_creating(), 1) || !fs_owner_is_grpc_core(__builtin_return_address(0)))
 		return create(thread, attr, fn, arg);
+	/* Counted only for core's wait at a fork that stops gRPC: with a fresh
+	 * gRPC in the child no fork waits for gRPC's threads. (The record would
+	 * also be lost in a child forked before the new thread took it.) */
+	if (!fs_quiesce_on)
+		return create(thread, attr, fn, arg);
 	if ((s = malloc(sizeof(*s))) == NULL)
 		return create(thread, attr, fn, arg); /* unmarked: a fork waits for it, within the bound */
 	s->fn = fn;
