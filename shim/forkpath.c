@@ -370,6 +370,7 @@ void fs_fork_parent(void)
 		fs_quiesce_end_parent();
 	}
 	pthread_mutex_unlock(&fork_lock);
+	fs_fresh_parent();
 	fs_stat_add(forks, 1);
 	if (rec.in_fork_hook)
 		rec.log_pending = true; /* fork()'s hook logs it, with the pid */
@@ -481,6 +482,8 @@ static void fork_child_steps(bool restart_grpc)
 	/* Only where the shim itself gave up (the bound) or cannot restart gRPC:
 	 * with fork support off or an unsupported poller, the policy's routing is
 	 * kept, as the user chose. */
+	if (rec.core != CORE_FRESH || !restart_grpc)
+		fs_fresh_parent(); /* what its prepare took, held by this very thread */
 	if (rec.core == CORE_FRESH && restart_grpc) {
 		fs_fresh_child();
 		fs_log(FS_INFO, "child: generation %u, %u inherited gRPC fds neutralised; %s", fs_generation,
@@ -558,6 +561,13 @@ void fs_fork_hook_enter(void)
 	}
 	rec.in_fork_hook = true;
 	rec.log_pending = false;
+	/* The first fork of a generation loads the children's fresh gRPC here,
+	 * before libc's fork, rather than in the prepare handler: glibc holds
+	 * its atfork lock while the handlers run, and a library loaded there
+	 * could want it (forks libc makes itself still load in the prepare). */
+	if (fs_forkpath_active() && fs_mode_acts(fs_cfg.mode) && fs_cfg.child_grpc == FS_CHILD_FRESH &&
+	    fs_grpc_state() == FS_GRPC_ACTIVE && fs_fresh_wanted())
+		fs_fresh_load();
 }
 
 void fs_fork_hook_leave(pid_t pid, int err)

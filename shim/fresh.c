@@ -106,6 +106,7 @@ static uintptr_t cur_target[FS_STUBS];
 static atomic_bool pending;
 static pthread_mutex_t switch_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_t switcher;
+static bool held_for_fork; /* the forking thread holds switch_lock (fs_fresh_prepare) */
 static _Atomic int inits; /* grpc_init minus grpc_shutdown through the hooks */
 static int inits_at_fork;
 
@@ -210,6 +211,13 @@ static bool make_plan(const struct fs_copyset *cs, char *err, size_t errlen)
 		}
 		imps[kept++] = imps[i];
 	}
+	if (stats.tpoffs > 0) {
+		free(imps);
+		return snprintf(err, errlen, "%s, a thread-local variable of gRPC's, is imported in a way that cannot be "
+					     "re-pointed (initial-exec)",
+				stats.first_missing),
+		       false;
+	}
 	prep.imps = imps;
 	prep.n = kept;
 	prep.nmembers = cs->nmembers;
@@ -307,7 +315,7 @@ static bool prepare_locked(void)
 	return true;
 }
 
-bool fs_fresh_prepare(void)
+bool fs_fresh_load(void)
 {
 	bool ok;
 
@@ -320,6 +328,28 @@ bool fs_fresh_prepare(void)
 	ok = !prep.failed && prepare_locked();
 	pthread_mutex_unlock(&prep_lock);
 	return ok;
+}
+
+bool fs_fresh_prepare(void)
+{
+	/* Lock order: the switch lock, then the fork path's. Held until the
+	 * parent step: a fork must not copy a child's copies half-way through
+	 * their first initialisation (a switch on another thread), nor miss one
+	 * that ends between here and the fork. The switching thread itself
+	 * (a fork from inside the copies' initialisation) takes nothing. */
+	if (!pthread_equal(switcher, pthread_self())) {
+		pthread_mutex_lock(&switch_lock);
+		held_for_fork = true;
+	}
+	return fs_fresh_load();
+}
+
+void fs_fresh_parent(void)
+{
+	if (held_for_fork) {
+		held_for_fork = false;
+		pthread_mutex_unlock(&switch_lock);
+	}
 }
 
 /* --- handles made before the fork ----------------------------------------------- */
@@ -346,8 +376,8 @@ static void lookup_ops(void)
 	COPY_FN(cq_ops.factory_lookup, "grpc_completion_queue_factory_lookup");
 	COPY_FN(cq_ops.create, "grpc_completion_queue_create");
 	COPY_FN(cq_ops.completion_type, "_Z27grpc_get_cq_completion_typeP21grpc_completion_queue");
-	COPY_FN(cq_ops.can_listen, "_Z24grpc_cq_can_listenP21grpc_completion_queue");
-	COPY_FN(cq_ops.pollset, "_Z12grpc_cq_pollsetP21grpc_completion_queue");
+	COPY_FN(cq_ops.can_listen, "_Z18grpc_cq_can_listenP21grpc_completion_queue");
+	COPY_FN(cq_ops.pollset, "_Z15grpc_cq_pollsetP21grpc_completion_queue");
 	COPY_FN(cq_ops.shutdown, "grpc_completion_queue_shutdown");
 	COPY_FN(cq_ops.destroy, "grpc_completion_queue_destroy");
 }
@@ -455,6 +485,19 @@ void fs_fresh_keep(void *object)
 		;
 }
 
+grpc_channel_credentials *fs_fresh_creds(grpc_channel_credentials *creds, const char **why_not)
+{
+	if (cur == NULL || creds == NULL)
+		return creds;
+	fs_fresh_switch();
+	return fs_credrec_twin_channel(creds, &cred_ops, why_not);
+}
+
+bool fs_fresh_inherited_creds(const void *creds)
+{
+	return cur != NULL && creds != NULL && !fs_credrec_made_here(creds);
+}
+
 grpc_completion_queue *fs_fresh_cq(grpc_completion_queue *cq)
 {
 	if (cur == NULL || cq == NULL)
@@ -497,6 +540,7 @@ void fs_fresh_child(void)
 	pthread_mutex_init(&switch_lock, NULL);
 	pthread_mutex_init(&prep_lock, NULL);
 	switcher = (pthread_t)0;
+	held_for_fork = false;
 	/* A parent that never used its copies hands them on as they are. */
 	if (atomic_load(&pending))
 		return;
@@ -530,17 +574,20 @@ void fs_fresh_switch(void)
 	pthread_mutex_lock(&switch_lock);
 	if (atomic_load(&pending)) {
 		switcher = pthread_self();
-		for (size_t i = 0; i < prep.nown; i++)
-			if (!prep.own[i].data)
-				*prep.own[i].slot = (void *)cur_target[prep.own[i].stub];
 		lookup_ops();
 		/* Queues and credentials made before the fork are inherited from
 		 * now on; twins an ancestor made belong to its gRPC and are dropped
 		 * unreleased. Here rather than at the fork: it frees memory. */
 		fs_cqtwin_reset(fs_generation);
 		fs_credrec_reset(fs_generation, NULL);
+		/* Through the stub, which leads this thread straight to the copy:
+		 * other threads keep waiting in their stubs until the copies are
+		 * initialised and every pointer is final. */
 		for (int i = 0; i < inits_at_fork; i++)
 			fs_grpc.init();
+		for (size_t i = 0; i < prep.nown; i++)
+			if (!prep.own[i].data)
+				*prep.own[i].slot = (void *)cur_target[prep.own[i].stub];
 		if (fs_rebind_write(prep.imps, prep.n, switched_value, cur, err, sizeof(err)) != 0)
 			fs_log(FS_ERROR, "fresh: %s", err);
 		fs_log(FS_INFO, "child: generation %u's private gRPC initialised on first use", fs_generation);

@@ -18,6 +18,15 @@
  * returns false: forks then take the inherited path (docs/design.md). */
 bool fs_fresh_prepare(void);
 
+/* The loading part of fs_fresh_prepare, without its lock: fork()'s hook
+ * calls it before libc's fork, outside the atfork handlers (glibc holds its
+ * atfork lock while they run, and a library loaded there could want it).
+ * Forks libc makes itself (daemon, forkpty, system) load in the prepare. */
+bool fs_fresh_load(void);
+
+/* Parent step: releases what fs_fresh_prepare took. */
+void fs_fresh_parent(void);
+
 /* Whether a fork here needs a fresh gRPC for its child: gRPC is initialised,
  * or this process is itself a child running (or about to run) its copies. */
 bool fs_fresh_wanted(void);
@@ -47,6 +56,15 @@ void fs_fresh_note_init(int delta);
 grpc_completion_queue *fs_fresh_cq(grpc_completion_queue *cq);
 void fs_fresh_cq_shutdown(grpc_completion_queue *cq);
 void fs_fresh_cq_destroy(grpc_completion_queue *cq);
+
+/* In a fresh child, the credentials to pass to the copies for `creds`: the
+ * object itself if made here, else its twin; NULL (with the reason) when no
+ * twin can be made. */
+grpc_channel_credentials *fs_fresh_creds(grpc_channel_credentials *creds, const char **why_not);
+
+/* True in a fresh child for credentials made before the fork: releasing them
+ * would run the inherited gRPC's code; they are kept instead. */
+bool fs_fresh_inherited_creds(const void *creds);
 
 /* Keeps an object of the inherited gRPC that the child dropped reachable. */
 void fs_fresh_keep(void *object);

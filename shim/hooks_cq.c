@@ -28,9 +28,10 @@ EXPORT grpc_event grpc_completion_queue_next(grpc_completion_queue *cq, gpr_time
 	struct waiter *w;
 	grpc_event ev;
 
-	/* A child's fresh gRPC waits on the twin of a queue made before the fork. */
-	if (__builtin_expect(fs_generation != 0, 0))
-		cq = fs_fresh_cq(cq);
+	/* A child's fresh gRPC waits on the twin of a queue made before the fork;
+	 * one that cannot have a twin (said in the log) reads as shut down. */
+	if (__builtin_expect(fs_generation != 0, 0) && cq != NULL && (cq = fs_fresh_cq(cq)) == NULL)
+		return (grpc_event){ .type = GRPC_QUEUE_SHUTDOWN };
 	if (!fs_grpc_protects() || !fs_quiesce_on || (w = fs_quiesce_self()) == NULL ||
 	    fs_quiesce_wake_channel() == NULL) {
 		if (fs_grpc.cq_next == NULL)
@@ -62,8 +63,8 @@ EXPORT grpc_event grpc_completion_queue_pluck(grpc_completion_queue *cq, void *t
 	struct waiter *w;
 	grpc_event ev;
 
-	if (__builtin_expect(fs_generation != 0, 0))
-		cq = fs_fresh_cq(cq);
+	if (__builtin_expect(fs_generation != 0, 0) && cq != NULL && (cq = fs_fresh_cq(cq)) == NULL)
+		return (grpc_event){ .type = GRPC_QUEUE_SHUTDOWN };
 	if (!fs_grpc_protects() || !fs_quiesce_on || (w = fs_quiesce_self()) == NULL) {
 		if (fs_grpc.cq_pluck == NULL)
 			return missing("grpc_completion_queue_pluck");

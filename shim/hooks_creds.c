@@ -8,6 +8,8 @@
  */
 #include "credrec.h"
 #include "execctx.h"
+#include "forkpath.h"
+#include "fresh.h"
 #include "grpclib.h"
 #include "init.h"
 #include "log.h"
@@ -161,6 +163,12 @@ EXPORT grpc_call_credentials *grpc_metadata_credentials_create_from_plugin(grpc_
  * copies of their recipe. */
 EXPORT void grpc_call_credentials_release(grpc_call_credentials *creds)
 {
+	/* Made before the fork, in a fresh child: releasing it would run the
+	 * inherited gRPC's code; it is kept instead. */
+	if (__builtin_expect(fs_generation != 0, 0) && fs_fresh_inherited_creds(creds)) {
+		fs_fresh_keep(creds);
+		return;
+	}
 	if (creds != NULL && fs_grpc_protects())
 		fs_credrec_forget(creds);
 	REAL(call_credentials_release, "grpc_call_credentials_release");

@@ -111,6 +111,27 @@ static grpc_channel *create_channel(const char *target, grpc_channel_credentials
 	 * made (see FS_GENERATION_ARG). Audit mode changes nothing. */
 	if (gen > 0 && fs_mode_acts(fs_cfg.mode))
 		view = fs_chanargs_with_generation(args, gen);
+	/* A fresh child's own channel with credentials made before the fork:
+	 * the copies get their twin (the object itself is the inherited gRPC's). */
+	if (gen > 0 && creds != NULL && fs_fresh_in_child()) {
+		const char *why = NULL;
+		grpc_channel_credentials *twin = fs_fresh_creds(creds, &why);
+
+		if (twin == NULL) {
+			fs_chanargs_free_view(view);
+			fs_log(FS_WARN, "channel to %s: its credentials were made before the fork and cannot be made "
+					"again here (%s): its calls fail",
+			       target != NULL ? target : "?", why != NULL ? why : "unknown kind");
+			return fs_grpc.lame_client_channel_create(target, GRPC_STATUS_UNAVAILABLE,
+								  "grpc-forksafe: this channel's credentials were made "
+								  "before fork() and cannot be made again in the child");
+		}
+		channel = fs_grpc.channel_create(target, twin, view != NULL ? view : args);
+		fs_chanargs_free_view(view);
+		if (channel != NULL)
+			fs_chantab_track(channel, target, creds, args, gen);
+		return channel;
+	}
 	channel = fs_grpc.channel_create(target, creds, view != NULL ? view : args);
 	fs_chanargs_free_view(view);
 	if (channel != NULL)
@@ -170,6 +191,12 @@ EXPORT void grpc_channel_credentials_release(grpc_channel_credentials *creds)
 {
 	if (fs_grpc_ensure() && creds != NULL && fs_chantab_defer_release(creds))
 		return;
+	/* Made before the fork, in a fresh child: releasing it would run the
+	 * inherited gRPC's code; it is kept instead. */
+	if (__builtin_expect(fs_generation != 0, 0) && fs_fresh_inherited_creds(creds)) {
+		fs_fresh_keep(creds);
+		return;
+	}
 	/* Released for good: how they were made is forgotten first, so that
 	 * credentials made at the same address meanwhile are not forgotten
 	 * instead. (A deferred release forgets them when the table makes it.) */

@@ -3,9 +3,9 @@
 #ifndef FORKSAFE_STUBS_H
 #define FORKSAFE_STUBS_H
 
-/* How many distinct functions of gRPC core a process's libraries can import
- * through stubs. libgrpc++ imports about 250; past this many, the fresh copy
- * is initialised at the fork instead of on first use. */
+/* How many imports of gRPC core's functions (and pointers of the shim's own)
+ * can go through stubs. libgrpc++ makes about 330; past this many no fresh
+ * gRPC is prepared, and children of that process cannot use gRPC. */
 #define FS_STUBS 2048
 /* Each stub's size: stub i is at fs_stubs + FS_STUB_SIZE * i. */
 #define FS_STUB_SIZE 16
