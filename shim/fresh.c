@@ -152,15 +152,19 @@ static bool skip_object(const struct link_map *map)
 	return fs_copyset_owns(skip_set, map) || fs_owner_is_self((const void *)map->l_ld);
 }
 
-/* Which imports a child re-points: every import of gRPC core's own libraries,
- * and every import gRPC's client libraries (libgrpc++...) make of the set.
- * The program's own use of libraries gRPC also uses (abseil, OpenSSL,
- * c-ares) stays with them, as without the shim. */
+/* Which imports a child re-points: every import of gRPC core's own
+ * libraries and of abseil, by anybody (grpc++'s headers compile abseil's
+ * mutexes into the program: a child that destroyed one through the
+ * inherited abseil hung on a global lock a thread of the parent had held at
+ * the fork), and every import gRPC's client libraries (libgrpc++...) make of
+ * the set. The program's own use of the other libraries gRPC uses (OpenSSL,
+ * c-ares, re2, zlib) stays with them, as without the shim. */
 static bool wanted(const struct fs_import *imp, const char *stem)
 {
 	const char *importer = fs_basename(imp->object->l_name);
 
-	return core_member(stem) || strncmp(stem, "upb.so.", 7) == 0 || strncmp(importer, "libgrpc", 7) == 0;
+	return core_member(stem) || strncmp(stem, "upb.so.", 7) == 0 || strncmp(stem, "absl_", 5) == 0 ||
+	       strncmp(importer, "libgrpc", 7) == 0;
 }
 
 static bool make_plan(const struct fs_copyset *cs, char *err, size_t errlen)
