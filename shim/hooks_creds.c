@@ -11,25 +11,12 @@
 #include "forkpath.h"
 #include "fresh.h"
 #include "grpclib.h"
+#include "hooks.h"
 #include "init.h"
 #include "log.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
-/* A hook whose real function is missing can only have been reached because
- * the shim's definition satisfied a symbol libgrpc lacks. */
-static void missing(const char *name)
-{
-	fs_log(FS_ERROR, "%s: the installed libgrpc has no such function", name);
-}
-
-#define REAL(fn, name, ...)                                                                                 \
-	do {                                                                                                \
-		if (__builtin_expect(fs_grpc.fn == NULL, 0) && (fs_grpc_ensure(), fs_grpc.fn == NULL)) {    \
-			missing(name);                                                                      \
-			return __VA_ARGS__;                                                                 \
-		}                                                                                           \
-	} while (0)
 
 static void note_channel(grpc_channel_credentials *made, const struct fs_cred_recipe *how)
 {

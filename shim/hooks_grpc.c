@@ -18,29 +18,22 @@
 #include "forkpath.h"
 #include "fresh.h"
 #include "grpclib.h"
+#include "hooks.h"
 #include "init.h"
 #include "log.h"
 #include "owner.h"
 #include "quiesce.h"
 
-#define EXPORT __attribute__((visibility("default")))
-/* The unusual paths of the RPC hooks, kept out of their fast paths. */
-#define COLD __attribute__((noinline, cold))
-
-/* A hook whose real function is missing can only have been reached because
- * the shim's definition satisfied a symbol libgrpc lacks. */
-static void missing(const char *name)
+/* The one definition the hooks share (hooks.h). */
+void fs_hook_missing(const char *name)
 {
 	fs_log(FS_ERROR, "%s: the installed libgrpc has no such function", name);
 }
 
-#define REAL(fn, name, ...)                                                                                 \
-	do {                                                                                                \
-		if (__builtin_expect(fs_grpc.fn == NULL, 0) && (fs_grpc_ensure(), fs_grpc.fn == NULL)) {    \
-			missing(name);                                                                      \
-			return __VA_ARGS__;                                                                 \
-		}                                                                                           \
-	} while (0)
+#define EXPORT __attribute__((visibility("default")))
+/* The unusual paths of the RPC hooks, kept out of their fast paths. */
+#define COLD __attribute__((noinline, cold))
+
 
 /* While a fork is pending, an application thread about to make or destroy a
  * channel, or register a method, waits outside gRPC as new calls do: threads
