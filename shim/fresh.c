@@ -208,6 +208,8 @@ static bool make_plan(const struct fs_copyset *cs, char *err, size_t errlen)
 		if (e->stubbed) {
 			if (prep.nstubs == FS_STUBS) {
 				free(imps);
+				free(prep.ent);
+				prep.ent = NULL;
 				return snprintf(err, errlen, "more than %d functions of gRPC core imported", FS_STUBS),
 				       false;
 			}
@@ -217,6 +219,8 @@ static bool make_plan(const struct fs_copyset *cs, char *err, size_t errlen)
 	}
 	if (stats.tpoffs > 0) {
 		free(imps);
+		free(prep.ent);
+		prep.ent = NULL;
 		return snprintf(err, errlen, "%s, a thread-local variable of gRPC's, is imported in a way that cannot be "
 					     "re-pointed (initial-exec)",
 				stats.first_missing),
