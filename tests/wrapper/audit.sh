@@ -5,7 +5,7 @@
 
 # shellcheck disable=SC2154 # W, B, ROOT, tmp, target, LIMIT come from run.sh
 audit_end_to_end() {
-  local fs=$B/tests/wrapper/forking-server p nobody
+  local fs=$B/tests/wrapper/forking-server p nobody why
 
   # A grpc++ server forks while its sync threads wait in gRPC: the forks are
   # reported with the server and the threads, and, since no child used gRPC,
@@ -26,8 +26,9 @@ audit_end_to_end() {
   # The server's child drops to another user and runs a gRPC client that
   # forks: that client's lines reach the report through the inherited
   # descriptor, and nothing of the shim's lands on the program's stderr.
-  if [ "$(id -u)" -ne 0 ] || ! id nobody >/dev/null 2>&1; then
-    pass "--audit across a change of user (skipped: needs root and user nobody)"
+  why=$(as_nobody_unavailable "$SHIM" "$CLIENT")
+  if [ -n "$why" ]; then
+    pass "--audit across a change of user (skipped: $why)"
   else
     nobody=(setpriv --reuid=nobody --regid=nogroup --clear-groups --)
     run audit-setpriv "$W" --audit "$fs" --forks 1 -- "${nobody[@]}" "$CLIENT" new-channel --target "$target" --run setpriv
